@@ -1,0 +1,110 @@
+//! procpool: a pool of long-lived worker **processes** for Rust, what
+//! Python's `multiprocessing.Pool` is for Python.
+//!
+//! A [`Pool`] starts a fixed set of workers (copies of the running program)
+//! and runs your functions in them: [`Pool::map`] over many items,
+//! [`Pool::apply`] for one, [`Pool::apply_async`] and [`Pool::map_async`]
+//! returning an [`AsyncResult`], lazy [`Pool::imap`] iterators. Arguments
+//! and results cross to the workers with serde. Everything that can fail is
+//! an [`Error`].
+//!
+//! Why processes, when threads are cheaper: **isolation**. A task that
+//! panics, aborts, segfaults, leaks or calls a non-thread-safe C library
+//! cannot take your program down; procpool reports what happened to that
+//! task, replaces the worker if it died, and goes on.
+//!
+//! ```
+//! use procpool::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let pool = Pool::new(4)?;
+//! let squares = pool.map(square, 0..10)?;
+//! assert_eq!(squares[9], 81);
+//!
+//! // A panic fails its task only.
+//! let err = pool.apply(|x: u64| if x == 0 { panic!("zero!") } else { 1 / x }, 0).unwrap_err();
+//! assert!(err.is_panic());
+//! assert_eq!(pool.apply(square, 12)?, 144);
+//! # Ok::<(), procpool::Error>(())
+//! ```
+//!
+//! # Python → procpool
+//!
+//! | Python | procpool |
+//! |--------|----------|
+//! | `Pool(5)` | [`Pool::new(5)`](Pool::new) |
+//! | `Pool()` | [`Pool::builder().build()`](PoolBuilder::build) (one worker per CPU) |
+//! | `pool.apply(f, (x,))` | [`pool.apply(f, x)`](Pool::apply) |
+//! | `pool.apply_async(f, (x,))` | [`pool.apply_async(f, x)`](Pool::apply_async) |
+//! | `apply_async(f, (x,), callback=cb, error_callback=ecb)` | [`pool.with_callback(cb).with_error_callback(ecb).apply_async(f, x)`](Pool::with_callback) |
+//! | `pool.map(f, xs)` | [`pool.map(f, xs)`](Pool::map) |
+//! | `pool.map(f, xs, chunksize=10)` | [`pool.with_chunksize(10).map(f, xs)`](Pool::with_chunksize) |
+//! | `pool.map_async(f, xs, callback=cb)` | [`pool.with_callback(cb).map_async(f, xs)`](Pool::map_async) |
+//! | `pool.imap(f, xs)` / `imap_unordered` | [`pool.imap(f, xs)`](Pool::imap) / [`imap_unordered`](Pool::imap_unordered) |
+//! | `pool.starmap(f, [(a, b)])` / `starmap_async` | [`pool.starmap(f, [(a, b)])`](Pool::starmap) / [`starmap_async`](Pool::starmap_async) |
+//! | `res.get()` / `res.get(timeout)` | [`res.get()`](AsyncResult::get) / [`res.get_timeout(d)`](AsyncResult::get_timeout) |
+//! | `res.wait()` / `res.ready()` / `res.successful()` | [`wait`](AsyncResult::wait) / [`ready`](AsyncResult::ready) / [`successful`](AsyncResult::successful) |
+//! | `pool.close()` / `pool.join()` / `pool.terminate()` | [`close`](Pool::close) / [`join`](Pool::join) / [`terminate`](Pool::terminate) |
+//! | `if __name__ == '__main__':` | nothing: workers never run `main` |
+//!
+//! # Task functions
+//!
+//! A task function is a fn item or a closure that captures nothing, of one
+//! argument (use a tuple for several, or [`Pool::starmap`]). Its argument
+//! and result implement `Serialize` and `Deserialize`. There is nothing to
+//! register. A closure that captures variables is refused at compile time,
+//! with a message that says why: the worker is another process and cannot
+//! see them.
+//!
+//! ```compile_fail,E0080
+//! let pool = procpool::Pool::new(1).unwrap();
+//! let offset = 10u64;
+//! pool.map(move |x: u64| x + offset, 0..4).unwrap(); // captures `offset`
+//! ```
+//!
+//! # How workers start
+//!
+//! Workers are started by re-running the program's own executable (Python's
+//! *spawn* start method). A constructor in procpool takes over such a
+//! process before its `main` runs, so there is nothing to add to `main`, and
+//! tests (`cargo test`, `cargo nextest`, doc tests) work as they are: each
+//! test binary is its own worker executable. Each worker checks that it is
+//! the same executable as the parent before it serves. Each worker has a
+//! private socket to the parent; its stdin is empty and its stdout and
+//! stderr are the parent's.
+//!
+//! # Errors
+//!
+//! A task's failure is reported for that task: [`Error::Panicked`] (with
+//! the remote message and location), [`Error::WorkerDied`] (with the signal
+//! or exit code; the worker is replaced), [`Error::Encode`] /
+//! [`Error::Decode`] for a value that does not cross. The pool keeps its
+//! workers and stays usable.
+//!
+//! # Platforms
+//!
+//! Linux. Workers are started from `/proc/self/exe`.
+
+#![deny(missing_docs)]
+
+mod bootstrap;
+mod error;
+mod pool;
+mod protocol;
+mod result;
+mod sys;
+mod task;
+mod worker;
+
+pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
+pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder};
+pub use result::{AsyncResult, IMap, IMapUnordered};
+pub use task::StarFn;
+
+/// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

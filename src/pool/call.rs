@@ -1,0 +1,634 @@
+//! Per-call options ([`Call`]: chunk size, callbacks) and the code that
+//! turns a call into jobs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crossbeam_channel::unbounded;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::pool::callbacks::Callbacks;
+use crate::pool::job::Encoder;
+use crate::pool::shared::{Admission, Shared};
+use crate::result::imap::{IMap, IMapUnordered, Stream};
+use crate::result::sink::{Collect, Forward, OneShot, Sink};
+use crate::result::slot::{AsyncResult, Resolver};
+use crate::task::{Kernel, Star, StarFn, Unary, assert_task_fn};
+
+/// A call with options, made by [`Pool::with_chunksize`],
+/// [`Pool::with_callback`] or [`Pool::with_error_callback`]: Python's
+/// keyword arguments (`chunksize=`, `callback=`, `error_callback=`).
+///
+/// Its methods are those of [`Pool`] and behave the same, with the options
+/// applied. Callbacks are only for the calls that return an
+/// [`AsyncResult`] (`apply_async`, `map_async`, `starmap_async`): the
+/// blocking calls are not available once a callback is set. The chunk size
+/// applies to the `map`-like calls; `apply` and `apply_async` refuse it.
+///
+/// # Examples
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = procpool::Pool::new(2)?;
+/// assert_eq!(pool.with_chunksize(3).map(square, 0..10)?, pool.map(square, 0..10)?);
+///
+/// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+/// let seen = total.clone();
+/// let all = pool
+///     .with_chunksize(5)
+///     .with_callback(move |v: &Vec<u64>| seen.store(v.iter().sum(), std::sync::atomic::Ordering::SeqCst))
+///     .map_async(square, 0..10)?;
+/// assert_eq!(all.get()?.len(), 10);
+/// assert_eq!(total.load(std::sync::atomic::Ordering::SeqCst), 285);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+#[must_use = "a Call does nothing until one of its methods runs the tasks"]
+pub struct Call<'p, C = NoCallbacks> {
+    pool: &'p Pool,
+    chunksize: Option<usize>,
+    callbacks: C,
+}
+
+/// The callback state of a [`Call`] without callbacks.
+///
+/// # Examples
+///
+/// ```
+/// let pool = procpool::Pool::new(1)?;
+/// let call: procpool::Call<'_, procpool::NoCallbacks> = pool.with_chunksize(2);
+/// assert_eq!(call.map(|x: u8| x, 0..3)?, [0, 1, 2]);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallbacks;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoCallbacks {}
+    impl<T> Sealed for super::Callbacks<T> {}
+}
+
+/// The callback states of a [`Call`] that can deliver to a result of type
+/// `T`. Sealed: implemented by [`NoCallbacks`] and [`Callbacks<T>`]; it only
+/// appears in bounds.
+///
+/// # Examples
+///
+/// ```
+/// use procpool::{AsyncResult, Call, IntoCallbacks};
+///
+/// // A helper that accepts a call with or without callbacks.
+/// fn double_later<C: IntoCallbacks<u32>>(call: Call<'_, C>, x: u32) -> procpool::Result<AsyncResult<u32>> {
+///     call.apply_async(|x: u32| x * 2, x)
+/// }
+/// let pool = procpool::Pool::new(1)?;
+/// assert_eq!(double_later(pool.with_callback(|_: &u32| {}), 4)?.get()?, 8);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+pub trait IntoCallbacks<T>: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_callbacks(self) -> Option<Callbacks<T>>;
+}
+
+impl<T> IntoCallbacks<T> for NoCallbacks {
+    fn into_callbacks(self) -> Option<Callbacks<T>> {
+        None
+    }
+}
+
+impl<T> IntoCallbacks<T> for Callbacks<T> {
+    fn into_callbacks(self) -> Option<Callbacks<T>> {
+        Some(self)
+    }
+}
+
+impl<'p> Call<'p, NoCallbacks> {
+    pub(crate) fn new(pool: &'p Pool) -> Self {
+        Call {
+            pool,
+            chunksize: None,
+            callbacks: NoCallbacks,
+        }
+    }
+
+    /// Sets the callback; see [`Pool::with_callback`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let h = pool.with_chunksize(2).with_callback(move |v: &Vec<u8>| tx.send(v.len()).unwrap()).map_async(|x: u8| x, 0..5)?;
+    /// h.wait();
+    /// assert_eq!(rx.recv().unwrap(), 5);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_callback<T, F>(self, callback: F) -> Call<'p, Callbacks<T>>
+    where
+        F: FnOnce(&T) + Send + 'static,
+    {
+        let mut callbacks = Callbacks::none();
+        callbacks.on_success = Some(Box::new(callback));
+        Call {
+            pool: self.pool,
+            chunksize: self.chunksize,
+            callbacks,
+        }
+    }
+
+    /// Sets the error callback; see [`Pool::with_error_callback`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let h = pool
+    ///     .with_chunksize(1)
+    ///     .with_error_callback(move |e: &procpool::Error| tx.send(e.index()).unwrap())
+    ///     .map_async(|x: u8| 10 / x, 0..3)?;
+    /// assert!(h.get().is_err());
+    /// assert_eq!(rx.recv().unwrap(), Some(0)); // 10 / 0 panicked
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_error_callback<T, F>(self, callback: F) -> Call<'p, Callbacks<T>>
+    where
+        F: FnOnce(&Error) + Send + 'static,
+    {
+        let mut callbacks = Callbacks::none();
+        callbacks.on_error = Some(Box::new(callback));
+        Call {
+            pool: self.pool,
+            chunksize: self.chunksize,
+            callbacks,
+        }
+    }
+
+    /// [`Pool::apply`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::apply`]; [`Error::InvalidArgument`] if a chunk size is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// assert!(pool.with_chunksize(4).apply(|x: u8| x, 1).is_err()); // chunks are for maps
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn apply<F, A, R>(self, f: F, arg: A) -> Result<R, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, arg)?.get()
+    }
+
+    /// [`Pool::map`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::map`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// assert_eq!(pool.with_chunksize(3).map(|x: u32| x + 1, 0..5)?, [1, 2, 3, 4, 5]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn map<F, A, R, I>(self, f: F, items: I) -> Result<Vec<R>, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`Pool::starmap`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::starmap`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = procpool::Pool::new(2)?;
+    /// assert_eq!(pool.with_chunksize(1).starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn starmap<F, Args, I>(self, f: F, items: I) -> Result<Vec<F::Output>, Error>
+    where
+        F: StarFn<Args> + Copy + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        Args: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// [`Pool::imap`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::imap`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// let firsts: Vec<u64> = pool.with_chunksize(8).imap(|x: u64| x * 3, 0..)?.take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(firsts, [0, 3, 6]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn imap<'a, F, A, R, I>(self, f: F, items: I) -> Result<IMap<'a, R>, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        assert_task_fn::<F>();
+        let _ = f;
+        stream::<Unary<F, A, R>, _>(&self.pool.shared, items, self.chunksize, true).map(IMap)
+    }
+
+    /// [`Pool::imap_unordered`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::imap_unordered`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// let n = pool.with_chunksize(10).imap_unordered(|x: u64| x, 0..100)?.filter(Result::is_ok).count();
+    /// assert_eq!(n, 100);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn imap_unordered<'a, F, A, R, I>(self, f: F, items: I) -> Result<IMapUnordered<'a, R>, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        assert_task_fn::<F>();
+        let _ = f;
+        stream::<Unary<F, A, R>, _>(&self.pool.shared, items, self.chunksize, false).map(IMapUnordered)
+    }
+}
+
+impl<'p, T> Call<'p, Callbacks<T>> {
+    /// Sets (or replaces) the callback; see [`Pool::with_callback`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let err_tx = tx.clone();
+    /// pool.with_error_callback(move |_: &procpool::Error| err_tx.send("error").unwrap())
+    ///     .with_callback(move |_: &u8| tx.send("value").unwrap())
+    ///     .apply_async(|x: u8| x, 1)?
+    ///     .wait();
+    /// assert_eq!(rx.recv().unwrap(), "value");
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_callback<F>(mut self, callback: F) -> Self
+    where
+        F: FnOnce(&T) + Send + 'static,
+    {
+        self.callbacks.on_success = Some(Box::new(callback));
+        self
+    }
+
+    /// Sets (or replaces) the error callback; see
+    /// [`Pool::with_error_callback`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let ok_tx = tx.clone();
+    /// pool.with_callback(move |_: &u8| ok_tx.send("value").unwrap())
+    ///     .with_error_callback(move |_: &procpool::Error| tx.send("error").unwrap())
+    ///     .apply_async(|_: u8| -> u8 { panic!("no") }, 1)?
+    ///     .wait();
+    /// assert_eq!(rx.recv().unwrap(), "error");
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_error_callback<F>(mut self, callback: F) -> Self
+    where
+        F: FnOnce(&Error) + Send + 'static,
+    {
+        self.callbacks.on_error = Some(Box::new(callback));
+        self
+    }
+}
+
+impl<'p, C> Call<'p, C> {
+    /// Sets the number of items sent to a worker at a time by the `map`-like
+    /// calls; see [`Pool::with_chunksize`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let h = pool.with_callback(|_: &Vec<u8>| {}).with_chunksize(2).map_async(|x: u8| x, 0..4)?;
+    /// assert_eq!(h.get()?, [0, 1, 2, 3]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// [`Pool::apply_async`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::apply_async`]; [`Error::InvalidArgument`] if a chunk size
+    /// is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let h = pool.with_callback(move |v: &u8| tx.send(*v).unwrap()).apply_async(|x: u8| x + 1, 1)?;
+    /// assert_eq!(h.get()?, 2);
+    /// assert_eq!(rx.recv().unwrap(), 2);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn apply_async<F, A, R>(self, f: F, arg: A) -> Result<AsyncResult<R>, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        C: IntoCallbacks<R>,
+    {
+        assert_task_fn::<F>();
+        let _ = f;
+        if let Some(n) = self.chunksize {
+            return Err(Error::InvalidArgument(format!(
+                "a chunk size ({n}) applies to map-like calls, not to apply or apply_async"
+            )));
+        }
+        apply::<Unary<F, A, R>>(&self.pool.shared, arg, self.callbacks.into_callbacks())
+    }
+
+    /// [`Pool::map_async`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::map_async`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// let h = pool.with_chunksize(1).map_async(|x: u8| x * 2, 0..3)?;
+    /// assert_eq!(h.get()?, [0, 2, 4]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn map_async<F, A, R, I>(self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, Error>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        C: IntoCallbacks<Vec<R>>,
+    {
+        assert_task_fn::<F>();
+        let _ = f;
+        map::<Unary<F, A, R>, _>(
+            &self.pool.shared,
+            items,
+            self.chunksize,
+            self.callbacks.into_callbacks(),
+        )
+    }
+
+    /// [`Pool::starmap_async`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::starmap_async`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn pair(a: u8, b: char) -> String { format!("{a}{b}") }
+    /// let pool = procpool::Pool::new(1)?;
+    /// let h = pool.with_callback(|v: &Vec<String>| assert_eq!(v.len(), 2)).starmap_async(pair, [(1, 'a'), (2, 'b')])?;
+    /// assert_eq!(h.get()?, ["1a", "2b"]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn starmap_async<F, Args, I>(self, f: F, items: I) -> Result<AsyncResult<Vec<F::Output>>, Error>
+    where
+        F: StarFn<Args> + Copy + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        Args: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+        C: IntoCallbacks<Vec<F::Output>>,
+    {
+        assert_task_fn::<F>();
+        let _ = f;
+        map::<Star<F, Args>, _>(
+            &self.pool.shared,
+            items,
+            self.chunksize,
+            self.callbacks.into_callbacks(),
+        )
+    }
+}
+
+impl<C> fmt::Debug for Call<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("chunksize", &self.chunksize)
+            .field("callbacks", &std::any::type_name::<C>())
+            .finish()
+    }
+}
+
+/// CPython's default chunk size for `n` items on `workers` workers:
+/// `ceil(n / (4 * workers))`.
+pub(crate) fn default_chunksize(n: usize, workers: usize) -> usize {
+    n.div_ceil(4 * workers.max(1))
+}
+
+fn check_chunksize(chunksize: Option<usize>) -> Result<(), Error> {
+    match chunksize {
+        Some(0) => Err(Error::InvalidArgument("the chunk size must be at least 1".into())),
+        _ => Ok(()),
+    }
+}
+
+/// The exact length of `items`, when its size hint gives one.
+fn exact_len(items: &impl Iterator) -> Option<usize> {
+    match items.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
+fn apply<K>(
+    shared: &Arc<Shared>,
+    arg: K::In,
+    callbacks: Option<Callbacks<K::Out>>,
+) -> Result<AsyncResult<K::Out>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+{
+    shared.check_open()?;
+    let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    let sink: Arc<dyn Sink> = OneShot::new(resolver);
+    let job = Encoder::of::<K>(shared)
+        .chunk(shared, &mut std::iter::once(arg), 1, 0, 0, &sink)
+        .expect("one item makes one chunk");
+    // Refused: the job (and its resolver) is dropped; the caller gets the
+    // reason instead of a result.
+    shared
+        .submit(job, Admission::New)
+        .map_err(|refused| refused.error)?;
+    Ok(AsyncResult::new(slot))
+}
+
+fn map<K, I>(
+    shared: &Arc<Shared>,
+    items: I,
+    chunksize: Option<usize>,
+    callbacks: Option<Callbacks<Vec<K::Out>>>,
+) -> Result<AsyncResult<Vec<K::Out>>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+    I: IntoIterator<Item = K::In>,
+{
+    check_chunksize(chunksize)?;
+    shared.check_open()?;
+    let items = items.into_iter();
+    let workers = shared.processes;
+    match (chunksize, exact_len(&items)) {
+        (Some(size), _) => Ok(map_chunks::<K, _>(shared, items, size, callbacks)),
+        (None, Some(n)) => Ok(map_chunks::<K, _>(
+            shared,
+            items,
+            default_chunksize(n, workers),
+            callbacks,
+        )),
+        (None, None) => {
+            // Like CPython: a length is needed for the default chunk size.
+            let items: Vec<_> = items.collect();
+            let size = default_chunksize(items.len(), workers);
+            Ok(map_chunks::<K, _>(shared, items.into_iter(), size, callbacks))
+        }
+    }
+}
+
+fn map_chunks<K, I>(
+    shared: &Arc<Shared>,
+    mut items: I,
+    size: usize,
+    callbacks: Option<Callbacks<Vec<K::Out>>>,
+) -> AsyncResult<Vec<K::Out>>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+    I: Iterator<Item = K::In>,
+{
+    let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    let collect = Collect::new(resolver);
+    let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
+    let encoder = Encoder::of::<K>(shared);
+    let (mut chunk, mut first) = (0, 0);
+    while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), chunk, first, &sink) {
+        first += job.ticket.meta.count as usize;
+        let admission = if chunk == 0 {
+            Admission::New
+        } else {
+            Admission::Continuation
+        };
+        chunk += 1;
+        if let Err(refused) = shared.submit(job, admission) {
+            refused.fail();
+        }
+    }
+    collect.seal(chunk);
+    AsyncResult::new(slot)
+}
+
+fn stream<'a, K, I>(
+    shared: &Arc<Shared>,
+    items: I,
+    chunksize: Option<usize>,
+    ordered: bool,
+) -> Result<Stream<'a, K::Out>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+    I: IntoIterator<Item = K::In>,
+    I::IntoIter: 'a,
+{
+    check_chunksize(chunksize)?;
+    shared.check_open()?;
+    let mut items = items.into_iter();
+    let size = chunksize.unwrap_or_else(|| match exact_len(&items) {
+        Some(n) => default_chunksize(n, shared.processes).max(1),
+        None => 1,
+    });
+    let (to, results) = unbounded();
+    let sink: Arc<dyn Sink> = Forward::new(to);
+    let encoder = Encoder::of::<K>(shared);
+    let producer = Arc::clone(shared);
+    let produce =
+        Box::new(move |chunk, first| encoder.chunk(&producer, &mut items, size, chunk, first, &sink));
+    Ok(Stream::new(Arc::clone(shared), produce, results, ordered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chunksize_matches_cpython() {
+        // CPython: chunksize, extra = divmod(n, workers * 4); if extra: chunksize += 1
+        for (n, workers, expected) in [
+            (0, 5, 0),
+            (1, 5, 1),
+            (100, 5, 5),
+            (101, 5, 6),
+            (1_000_000, 2, 125_000),
+            (7, 1, 2),
+        ] {
+            assert_eq!(default_chunksize(n, workers), expected, "n={n} workers={workers}");
+        }
+    }
+
+    #[test]
+    fn exact_len_trusts_only_exact_hints() {
+        assert_eq!(exact_len(&(0..10)), Some(10));
+        assert_eq!(exact_len(&(0..10).filter(|x| x % 2 == 0)), None);
+    }
+}

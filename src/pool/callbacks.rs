@@ -1,0 +1,146 @@
+//! Callbacks run in the parent, on one pool-owned thread, before their
+//! result reports ready (Python runs them on its result-handler thread).
+//!
+//! One thread keeps callbacks in completion order and never lets a slow
+//! callback hold up the threads that read from workers. A panicking
+//! callback is caught (the panic is printed by the panic hook as usual) and
+//! the result still becomes ready with its value.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use crate::error::Error;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    static ON_CALLBACK_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is a pool's callback thread.
+pub(crate) fn on_callback_thread() -> bool {
+    ON_CALLBACK_THREAD.get()
+}
+
+/// The callbacks of one `apply_async` or `map_async` call, set with
+/// [`Pool::with_callback`](crate::Pool::with_callback) and
+/// [`Pool::with_error_callback`](crate::Pool::with_error_callback).
+///
+/// `T` is what the success callback receives a reference to: the task's
+/// value for `apply_async`, the whole `Vec` for `map_async`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::mpsc;
+///
+/// let pool = procpool::Pool::new(1)?;
+/// let (tx, rx) = mpsc::channel();
+/// let h = pool
+///     .with_callback(move |v: &u32| tx.send(*v).unwrap())
+///     .apply_async(|x: u32| x * 2, 21)?;
+/// assert_eq!(h.get()?, 42); // the callback saw a reference; get still has the value
+/// assert_eq!(rx.recv().unwrap(), 42);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+pub struct Callbacks<T> {
+    pub(crate) on_success: Option<OnSuccess<T>>,
+    pub(crate) on_error: Option<OnError>,
+}
+
+type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
+type OnError = Box<dyn FnOnce(&Error) + Send>;
+
+impl<T> Callbacks<T> {
+    pub(crate) fn none() -> Self {
+        Callbacks {
+            on_success: None,
+            on_error: None,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.on_success.is_none() && self.on_error.is_none()
+    }
+
+    /// Runs the callback that matches `result`, catching a panic.
+    pub(crate) fn invoke(self, result: &Result<T, Error>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| match result {
+            Ok(value) => {
+                if let Some(f) = self.on_success {
+                    f(value);
+                }
+            }
+            Err(error) => {
+                if let Some(f) = self.on_error {
+                    f(error);
+                }
+            }
+        }));
+    }
+}
+
+impl<T> fmt::Debug for Callbacks<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("callback", &self.on_success.is_some())
+            .field("error_callback", &self.on_error.is_some())
+            .finish()
+    }
+}
+
+/// Hands jobs to the callback thread.
+#[derive(Clone)]
+pub(crate) struct CallbackSender(Sender<Job>);
+
+impl CallbackSender {
+    /// Queues `job` for the callback thread (or runs it here if that thread
+    /// is gone, which only happens while the pool shuts down).
+    pub(crate) fn run(&self, job: Job) {
+        if let Err(crossbeam_channel::SendError(job)) = self.0.send(job) {
+            run_guarded(job);
+        }
+    }
+}
+
+impl fmt::Debug for CallbackSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallbackSender")
+    }
+}
+
+/// The callback thread. It ends by itself once every sender is gone.
+#[derive(Debug)]
+pub(crate) struct CallbackThread {
+    sender: CallbackSender,
+}
+
+impl CallbackThread {
+    pub(crate) fn start() -> std::io::Result<CallbackThread> {
+        let (tx, rx) = unbounded::<Job>();
+        std::thread::Builder::new()
+            .name("procpool-callbacks".into())
+            .spawn(move || serve(rx))?;
+        Ok(CallbackThread {
+            sender: CallbackSender(tx),
+        })
+    }
+
+    pub(crate) fn sender(&self) -> CallbackSender {
+        self.sender.clone()
+    }
+}
+
+fn serve(jobs: Receiver<Job>) {
+    ON_CALLBACK_THREAD.set(true);
+    for job in jobs {
+        run_guarded(job);
+    }
+}
+
+fn run_guarded(job: Job) {
+    let _ = catch_unwind(AssertUnwindSafe(job));
+}

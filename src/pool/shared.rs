@@ -1,0 +1,383 @@
+//! The state every thread of a pool shares: its lifecycle, the queue of
+//! waiting jobs, and its seats (one per worker) with the job each holds.
+//!
+//! # Dispatch
+//!
+//! A seat holds at most one job, its *current* one, from the moment the job
+//! is handed to the worker until its `DONE` is read, so the parent always
+//! knows which worker holds which job. A submitted job goes straight to an
+//! idle seat (the submitting thread writes the frame) or waits in the FIFO
+//! queue; when a seat's job finishes, its supervisor takes the next job from
+//! the queue and sends it *before* decoding the finished one, so the worker
+//! computes while the parent decodes.
+//!
+//! # Lifecycle
+//!
+//! `Running` → `close()` → `Closed` → `join()` → `Joining` → `Joined`;
+//! `terminate()` (or dropping the pool) goes to `Terminated` from any state.
+//! While `Running` or `Closed`, a dead worker is replaced.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::error::Error;
+use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
+use crate::pool::job::{Job, Ticket};
+use crate::pool::pending::Pending;
+use crate::worker::handle::{Channel, StartConfig};
+
+/// Where a pool is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    Running,
+    Closed,
+    Joining,
+    Joined,
+    Terminated,
+}
+
+impl Lifecycle {
+    /// Whether a dead worker should be replaced.
+    pub(crate) fn replaces_workers(self) -> bool {
+        matches!(self, Lifecycle::Running | Lifecycle::Closed)
+    }
+}
+
+/// Whether a submission opens new work or continues a call already made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A new call: refused once the pool is closed.
+    New,
+    /// More chunks of a call accepted before `close()`: accepted until the
+    /// pool starts joining.
+    Continuation,
+}
+
+/// A job the pool would not take, and why.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) error: Error,
+    pub(crate) job: Job,
+}
+
+impl Refused {
+    /// Fails the job's chunk with the reason it was refused.
+    pub(crate) fn fail(self) {
+        self.job.fail(self.error);
+    }
+}
+
+/// A job to send now, on this channel.
+pub(crate) type Dispatch = (Arc<Channel>, Vec<u8>);
+
+#[derive(Debug, Default)]
+struct Seat {
+    pid: Option<u32>,
+    channel: Option<Arc<Channel>>,
+    current: Option<Ticket>,
+    gave_up: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    lifecycle: Lifecycle,
+    queue: VecDeque<Job>,
+    seats: Vec<Seat>,
+    idle: Vec<usize>,
+    /// Set when every seat gave up restarting its worker.
+    broken: Option<Error>,
+}
+
+impl State {
+    fn admit(&self, admission: Admission) -> Result<(), Error> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        match (self.lifecycle, admission) {
+            (Lifecycle::Running, _) | (Lifecycle::Closed, Admission::Continuation) => Ok(()),
+            (Lifecycle::Terminated, _) => Err(Error::Terminated),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    /// Gives `seat` the next queued job, or marks it idle.
+    fn next_for(&mut self, seat: usize) -> Option<Dispatch> {
+        match self.queue.pop_front() {
+            Some(job) => {
+                let s = &mut self.seats[seat];
+                s.current = Some(job.ticket);
+                Some((
+                    Arc::clone(s.channel.as_ref().expect("a serving seat has a channel")),
+                    job.frame,
+                ))
+            }
+            None => {
+                self.idle.push(seat);
+                None
+            }
+        }
+    }
+}
+
+/// Everything the threads of one pool share.
+pub(crate) struct Shared {
+    pub(crate) processes: usize,
+    pub(crate) start: StartConfig,
+    pub(crate) pending: Arc<Pending>,
+    state: Mutex<State>,
+    callbacks: CallbackThread,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next_job: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(processes: usize, start: StartConfig) -> std::io::Result<Shared> {
+        Ok(Shared {
+            processes,
+            start,
+            pending: Arc::new(Pending::default()),
+            state: Mutex::new(State {
+                lifecycle: Lifecycle::Running,
+                queue: VecDeque::new(),
+                seats: (0..processes).map(|_| Seat::default()).collect(),
+                idle: Vec::with_capacity(processes),
+                broken: None,
+            }),
+            callbacks: CallbackThread::start()?,
+            threads: Mutex::new(Vec::with_capacity(processes)),
+            next_job: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn next_job_id(&self) -> u64 {
+        self.next_job.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn callback_sender(&self) -> CallbackSender {
+        self.callbacks.sender()
+    }
+
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        self.lock().lifecycle
+    }
+
+    /// Fails fast when a new call would be refused.
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        self.lock().admit(Admission::New)
+    }
+
+    /// Hands `job` to an idle worker or queues it. On refusal the job comes
+    /// back with the reason.
+    pub(crate) fn submit(&self, mut job: Job, admission: Admission) -> Result<(), Box<Refused>> {
+        let mut state = self.lock();
+        if let Err(error) = state.admit(admission) {
+            return Err(Box::new(Refused { error, job }));
+        }
+        if let Some(error) = job.unsendable.take() {
+            drop(state);
+            job.fail(error);
+            return Ok(());
+        }
+        match state.idle.pop() {
+            Some(seat) => {
+                let s = &mut state.seats[seat];
+                s.current = Some(job.ticket);
+                let channel = Arc::clone(s.channel.as_ref().expect("an idle seat has a channel"));
+                drop(state);
+                // A worker that just died is noticed by its supervisor,
+                // which fails the job it held.
+                let _ = channel.send(&job.frame);
+            }
+            None => state.queue.push_back(job),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_thread(&self, handle: JoinHandle<()>) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    /// A worker process exists for `seat` (not yet through its handshake):
+    /// record it so that `terminate` can cut it short. `false` if the pool
+    /// no longer wants workers.
+    pub(crate) fn worker_spawned(&self, seat: usize, pid: u32, channel: Arc<Channel>) -> bool {
+        let mut state = self.lock();
+        if !state.lifecycle.replaces_workers() {
+            return false;
+        }
+        let s = &mut state.seats[seat];
+        s.pid = Some(pid);
+        s.channel = Some(channel);
+        true
+    }
+
+    /// The worker of `seat` passed its handshake: it joins the pool and
+    /// gets a job if one waits. `Err` if the pool no longer wants workers.
+    pub(crate) fn worker_ready(&self, seat: usize) -> Result<Option<Dispatch>, Lifecycle> {
+        let mut state = self.lock();
+        if !state.lifecycle.replaces_workers() {
+            return Err(state.lifecycle);
+        }
+        Ok(state.next_for(seat))
+    }
+
+    /// The worker of `seat` finished job `job` of `count` items: returns its
+    /// ticket and the next job to send. `Err` if that is not the job it
+    /// holds (the ticket stays with the seat).
+    pub(crate) fn finished(
+        &self,
+        seat: usize,
+        job: u64,
+        count: u32,
+    ) -> Result<(Ticket, Option<Dispatch>), String> {
+        let mut state = self.lock();
+        let s = &mut state.seats[seat];
+        match &s.current {
+            Some(t) if t.id == job && t.meta.count == count => {}
+            Some(t) => {
+                return Err(format!(
+                    "it answered job {job} ({count} items) while holding job {} ({} items)",
+                    t.id, t.meta.count
+                ));
+            }
+            None => return Err(format!("it answered job {job} while holding none")),
+        }
+        let ticket = s.current.take().expect("checked above");
+        let next = state.next_for(seat);
+        Ok((ticket, next))
+    }
+
+    /// The worker of `seat` is gone: returns the job it held and what the
+    /// pool is doing now.
+    pub(crate) fn seat_lost(&self, seat: usize) -> (Option<Ticket>, Lifecycle) {
+        let mut state = self.lock();
+        state.idle.retain(|&i| i != seat);
+        let s = &mut state.seats[seat];
+        s.pid = None;
+        s.channel = None;
+        (s.current.take(), state.lifecycle)
+    }
+
+    /// `seat` could not restart its worker. When no seat is left, the pool
+    /// is broken: queued jobs and later calls fail with `error`.
+    pub(crate) fn seat_gave_up(&self, seat: usize, error: Error) {
+        let drained = {
+            let mut state = self.lock();
+            state.seats[seat].gave_up = true;
+            if !state.seats.iter().all(|s| s.gave_up) {
+                return;
+            }
+            state.broken = Some(error.clone());
+            std::mem::take(&mut state.queue)
+        };
+        for job in drained {
+            job.fail(error.clone());
+        }
+    }
+
+    /// The pids of the workers: serving, or started and not yet through
+    /// their handshake.
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.lock().seats.iter().filter_map(|s| s.pid).collect()
+    }
+
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if state.lifecycle == Lifecycle::Running {
+            state.lifecycle = Lifecycle::Closed;
+        }
+    }
+
+    /// Stops at once: queued jobs fail, workers are killed and reaped.
+    pub(crate) fn terminate(&self) {
+        let (drained, channels) = {
+            let mut state = self.lock();
+            if state.lifecycle == Lifecycle::Joined {
+                return;
+            }
+            state.lifecycle = Lifecycle::Terminated;
+            let channels: Vec<_> = state.seats.iter().filter_map(|s| s.channel.clone()).collect();
+            (std::mem::take(&mut state.queue), channels)
+        };
+        for job in drained {
+            job.fail(Error::Terminated);
+        }
+        // Cutting a channel wakes its supervisor, which kills and reaps the
+        // worker and fails the job it held.
+        for channel in channels {
+            channel.cut();
+        }
+        self.join_threads();
+    }
+
+    /// Waits for all work (and callbacks) to finish, then lets the workers
+    /// exit and reaps them.
+    pub(crate) fn join(&self) -> Result<(), Error> {
+        match self.lifecycle() {
+            Lifecycle::Running => return Err(Error::NotClosed),
+            Lifecycle::Closed | Lifecycle::Joining => {}
+            Lifecycle::Joined | Lifecycle::Terminated => {
+                self.join_threads();
+                return Ok(());
+            }
+        }
+        if callbacks::on_callback_thread() {
+            // The pending work includes the callback we are running in.
+            return Err(Error::WaitInCallback);
+        }
+        self.pending.wait_zero();
+        let channels: Vec<_> = {
+            let mut state = self.lock();
+            if state.lifecycle == Lifecycle::Closed {
+                state.lifecycle = Lifecycle::Joining;
+            }
+            state.seats.iter().filter_map(|s| s.channel.clone()).collect()
+        };
+        for channel in channels {
+            channel.finish();
+        }
+        self.join_threads();
+        let mut state = self.lock();
+        if state.lifecycle == Lifecycle::Joining {
+            state.lifecycle = Lifecycle::Joined;
+        }
+        Ok(())
+    }
+
+    /// Joins every supervisor thread (but the caller's own). Holding the
+    /// list while joining makes a concurrent caller wait for the same end.
+    fn join_threads(&self) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::thread::current().id();
+        for handle in threads.drain(..) {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("state", &state.lifecycle)
+            .field("queued", &state.queue.len())
+            .field(
+                "workers",
+                &state.seats.iter().filter_map(|s| s.pid).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,262 @@
+//! The messages, each the body of one frame.
+//!
+//! | kind | direction | body |
+//! |------|-----------|------|
+//! | `TASK` (0x01) | parent → worker | job id u64, function id u64, item count u32, items |
+//! | `READY` (0x81) | worker → parent | protocol version u32, pid u32 |
+//! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
+//! | `DONE` (0x83) | worker → parent | job id u64, item count u32, item results |
+//! | `FAULT` (0x84) | worker → parent | UTF-8 reason (the worker then exits) |
+//!
+//! Integers are little endian. A worker handles one task at a time and
+//! answers each with exactly one `DONE` carrying the same job id.
+
+use super::ProtocolError;
+use super::frame;
+use super::function::FunctionId;
+
+pub(crate) const TASK: u8 = 0x01;
+pub(crate) const READY: u8 = 0x81;
+pub(crate) const REJECT: u8 = 0x82;
+pub(crate) const DONE: u8 = 0x83;
+pub(crate) const FAULT: u8 = 0x84;
+
+const TASK_HEADER: usize = 8 + 8 + 4;
+const DONE_HEADER: usize = 8 + 4;
+
+/// A message to a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ToWorker<'a> {
+    /// Run `func` on each of the `count` items.
+    Task {
+        job: u64,
+        func: FunctionId,
+        count: u32,
+        items: &'a [u8],
+    },
+}
+
+/// A message from a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FromWorker<'a> {
+    Ready { protocol: u32, pid: u32 },
+    Reject(&'a str),
+    Done { job: u64, count: u32, results: &'a [u8] },
+    Fault(&'a str),
+}
+
+/// Begins a task frame in `buf`; append the items, then call [`finish_task`].
+pub(crate) fn start_task(buf: &mut Vec<u8>) {
+    frame::start(buf);
+    buf.extend_from_slice(&[0; TASK_HEADER]);
+}
+
+/// Completes a task frame begun with [`start_task`]. On error, returns the
+/// body size that exceeds `max_body`.
+pub(crate) fn finish_task(
+    buf: &mut [u8],
+    job: u64,
+    func: FunctionId,
+    count: u32,
+    max_body: usize,
+) -> Result<(), usize> {
+    let h = frame::HEADER_LEN;
+    buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
+    buf[h + 8..h + 16].copy_from_slice(&func.0.to_le_bytes());
+    buf[h + 16..h + 20].copy_from_slice(&count.to_le_bytes());
+    frame::finish(buf, TASK, max_body).map(drop)
+}
+
+/// Begins a done frame in `buf`; append the results, then [`finish_done`].
+pub(crate) fn start_done(buf: &mut Vec<u8>) {
+    frame::start(buf);
+    buf.extend_from_slice(&[0; DONE_HEADER]);
+}
+
+/// Completes a done frame begun with [`start_done`].
+pub(crate) fn finish_done(buf: &mut [u8], job: u64, count: u32, max_body: usize) -> Result<(), usize> {
+    let h = frame::HEADER_LEN;
+    buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
+    buf[h + 8..h + 12].copy_from_slice(&count.to_le_bytes());
+    frame::finish(buf, DONE, max_body).map(drop)
+}
+
+/// A whole `READY` frame.
+pub(crate) fn ready_frame(pid: u32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    frame::start(&mut buf);
+    buf.extend_from_slice(&super::PROTOCOL_VERSION.to_le_bytes());
+    buf.extend_from_slice(&pid.to_le_bytes());
+    frame::finish(&mut buf, READY, usize::MAX).expect("tiny frame");
+    buf
+}
+
+/// A whole `REJECT` or `FAULT` frame carrying `text` (cut to 64 KiB).
+pub(crate) fn text_frame(kind: u8, text: &str) -> Vec<u8> {
+    let mut end = text.len().min(64 * 1024);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut buf = Vec::new();
+    frame::start(&mut buf);
+    buf.extend_from_slice(&text.as_bytes()[..end]);
+    frame::finish(&mut buf, kind, usize::MAX).expect("small frame");
+    buf
+}
+
+fn u32_at(body: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(body[at..at + 4].try_into().expect("length checked"))
+}
+
+fn u64_at(body: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(body[at..at + 8].try_into().expect("length checked"))
+}
+
+fn need(body: &[u8], len: usize, what: &str) -> Result<(), ProtocolError> {
+    if body.len() < len {
+        return Err(ProtocolError::new(format!(
+            "{what} message of {} bytes is shorter than its {len}-byte header",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+fn text<'a>(body: &'a [u8], what: &str) -> Result<&'a str, ProtocolError> {
+    std::str::from_utf8(body).map_err(|_| ProtocolError::new(format!("{what} text is not UTF-8")))
+}
+
+impl<'a> ToWorker<'a> {
+    /// Decodes the body of a frame of `kind` sent by the parent.
+    pub(crate) fn decode(kind: u8, body: &'a [u8]) -> Result<Self, ProtocolError> {
+        match kind {
+            TASK => {
+                need(body, TASK_HEADER, "task")?;
+                Ok(ToWorker::Task {
+                    job: u64_at(body, 0),
+                    func: FunctionId(u64_at(body, 8)),
+                    count: u32_at(body, 16),
+                    items: &body[TASK_HEADER..],
+                })
+            }
+            other => Err(ProtocolError::new(format!(
+                "unknown message kind {other:#04x} from the parent"
+            ))),
+        }
+    }
+}
+
+impl<'a> FromWorker<'a> {
+    /// Decodes the body of a frame of `kind` sent by a worker.
+    pub(crate) fn decode(kind: u8, body: &'a [u8]) -> Result<Self, ProtocolError> {
+        match kind {
+            READY => {
+                if body.len() != 8 {
+                    return Err(ProtocolError::new(format!(
+                        "ready message of {} bytes, expected 8",
+                        body.len()
+                    )));
+                }
+                Ok(FromWorker::Ready {
+                    protocol: u32_at(body, 0),
+                    pid: u32_at(body, 4),
+                })
+            }
+            REJECT => Ok(FromWorker::Reject(text(body, "reject")?)),
+            FAULT => Ok(FromWorker::Fault(text(body, "fault")?)),
+            DONE => {
+                need(body, DONE_HEADER, "done")?;
+                Ok(FromWorker::Done {
+                    job: u64_at(body, 0),
+                    count: u32_at(body, 8),
+                    results: &body[DONE_HEADER..],
+                })
+            }
+            other => Err(ProtocolError::new(format!(
+                "unknown message kind {other:#04x} from a worker"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{DEFAULT_MAX_BODY, HEADER_LEN, parse_header};
+
+    fn split(frame: &[u8]) -> (u8, &[u8]) {
+        let header: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
+        let (kind, len) = parse_header(&header, DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(len, frame.len() - HEADER_LEN);
+        (kind, &frame[HEADER_LEN..])
+    }
+
+    #[test]
+    fn task_round_trip() {
+        let mut buf = Vec::new();
+        start_task(&mut buf);
+        buf.extend_from_slice(b"items");
+        finish_task(&mut buf, 42, FunctionId(0xdead), 3, DEFAULT_MAX_BODY).unwrap();
+        let (kind, body) = split(&buf);
+        assert_eq!(
+            ToWorker::decode(kind, body).unwrap(),
+            ToWorker::Task {
+                job: 42,
+                func: FunctionId(0xdead),
+                count: 3,
+                items: b"items"
+            }
+        );
+    }
+
+    #[test]
+    fn worker_messages_round_trip() {
+        let ready = ready_frame(1234);
+        let (kind, body) = split(&ready);
+        assert_eq!(
+            FromWorker::decode(kind, body).unwrap(),
+            FromWorker::Ready {
+                protocol: crate::protocol::PROTOCOL_VERSION,
+                pid: 1234
+            }
+        );
+        let f = text_frame(REJECT, "not the same executable");
+        let (kind, body) = split(&f);
+        assert_eq!(
+            FromWorker::decode(kind, body).unwrap(),
+            FromWorker::Reject("not the same executable")
+        );
+        let mut buf = Vec::new();
+        start_done(&mut buf);
+        buf.push(9);
+        finish_done(&mut buf, 7, 1, DEFAULT_MAX_BODY).unwrap();
+        let (kind, body) = split(&buf);
+        assert_eq!(
+            FromWorker::decode(kind, body).unwrap(),
+            FromWorker::Done {
+                job: 7,
+                count: 1,
+                results: &[9]
+            }
+        );
+    }
+
+    #[test]
+    fn short_and_unknown_messages_are_errors() {
+        assert!(FromWorker::decode(DONE, &[0; 11]).is_err());
+        assert!(FromWorker::decode(READY, &[0; 9]).is_err());
+        assert!(FromWorker::decode(0x55, &[]).is_err());
+        assert!(FromWorker::decode(FAULT, &[0xff, 0xfe]).is_err());
+        assert!(ToWorker::decode(TASK, &[0; 19]).is_err());
+        assert!(ToWorker::decode(DONE, &[0; 40]).is_err());
+    }
+
+    #[test]
+    fn text_frames_cut_long_text_on_a_char_boundary() {
+        let long = "é".repeat(40_000);
+        let f = text_frame(FAULT, &long);
+        let (_, body) = split(&f);
+        assert!(std::str::from_utf8(body).is_ok());
+        assert!(body.len() <= 64 * 1024);
+    }
+}

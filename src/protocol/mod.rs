@@ -1,0 +1,33 @@
+//! The wire protocol between the parent and its workers.
+//!
+//! Everything that crosses a worker's private channel is a *frame*
+//! ([`frame`]): an 8-byte header (body length, message kind) and a body.
+//! [`message`] gives the bodies their meaning: the parent sends `Task`
+//! frames; a worker answers once with `Ready` (or `Reject`), then one `Done`
+//! per task (or a `Fault` before it gives up). A task carries a chunk of
+//! items ([`items`]), each encoded on its own by the one serde codec
+//! ([`codec`]), so that one bad item fails alone. Which function a task runs
+//! is explicit in every `Task` frame: a [`function::FunctionId`].
+//!
+//! Nothing here does I/O on its own or trusts its input: every decoder
+//! checks lengths and kinds and reports a [`ProtocolError`].
+
+pub(crate) mod codec;
+pub(crate) mod frame;
+pub(crate) mod function;
+pub(crate) mod items;
+pub(crate) mod message;
+
+/// Bumped whenever the layout of a frame or message changes.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Something that is not valid protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ProtocolError(pub(crate) String);
+
+impl ProtocolError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ProtocolError(message.into())
+    }
+}

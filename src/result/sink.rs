@@ -1,0 +1,372 @@
+//! Sinks: where a finished chunk's results go. The supervisor thread that
+//! read a `DONE` frame calls [`Sink::complete`] with the raw results; the
+//! sink decodes them into values (so decoding runs in parallel across
+//! workers' threads) and delivers them.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use serde::de::DeserializeOwned;
+
+use crate::error::{DataKind, Error, RemotePanic};
+use crate::protocol::items::{self, Items};
+use crate::protocol::{ProtocolError, codec};
+use crate::result::slot::Resolver;
+
+/// What a chunk is, besides its bytes.
+#[derive(Debug)]
+pub(crate) struct ChunkMeta {
+    /// The chunk's number within its call (0, 1, ...).
+    pub(crate) chunk: usize,
+    /// The input position of its first item.
+    pub(crate) first: usize,
+    /// How many items it holds.
+    pub(crate) count: u32,
+    /// Items the parent could not encode: position in the chunk, error.
+    pub(crate) holes: Vec<(u32, Error)>,
+}
+
+/// How a chunk ended.
+#[derive(Debug)]
+pub(crate) enum ChunkOutcome<'a> {
+    /// The worker's result items (already checked by [`validate`]).
+    Results(&'a [u8]),
+    /// The whole chunk failed (its worker died, the pool was terminated).
+    Failed(Error),
+}
+
+/// Receives the outcome of each chunk of one call, exactly once per chunk.
+pub(crate) trait Sink: Send + Sync {
+    fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>);
+}
+
+/// Checks that a `DONE` payload holds `count` well-formed result items.
+pub(crate) fn validate(results: &[u8], count: u32) -> Result<(), ProtocolError> {
+    let mut seen = 0u32;
+    for item in Items::new(results) {
+        let (tag, _) = item?;
+        if tag > items::RES_SKIPPED {
+            return Err(ProtocolError::new(format!("unknown result tag {tag}")));
+        }
+        seen += 1;
+    }
+    if seen != count {
+        return Err(ProtocolError::new(format!("{seen} results for {count} items")));
+    }
+    Ok(())
+}
+
+/// Decodes a chunk's outcome into one result per item. With `indexed`,
+/// errors carry the item's input position.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(
+    meta: &ChunkMeta,
+    outcome: ChunkOutcome<'_>,
+    indexed: bool,
+) -> Vec<Result<R, Error>> {
+    let index_of = |pos: usize| indexed.then_some(meta.first + pos);
+    match outcome {
+        ChunkOutcome::Failed(error) => (0..meta.count as usize)
+            .map(|pos| Err(error.clone().at_index_opt(index_of(pos))))
+            .collect(),
+        ChunkOutcome::Results(bytes) => Items::new(bytes)
+            .enumerate()
+            .map(|(pos, item)| {
+                let index = index_of(pos);
+                let (tag, body) = item.map_err(|e| Error::Decode {
+                    index,
+                    what: DataKind::Result,
+                    message: e.0,
+                })?;
+                decode_item(tag, body, index, pos, meta)
+            })
+            .collect(),
+    }
+}
+
+fn decode_item<R: DeserializeOwned>(
+    tag: u8,
+    body: &[u8],
+    index: Option<usize>,
+    pos: usize,
+    meta: &ChunkMeta,
+) -> Result<R, Error> {
+    let text = || String::from_utf8_lossy(body).into_owned();
+    match tag {
+        items::RES_OK => codec::decode(body).map_err(|message| Error::Decode {
+            index,
+            what: DataKind::Result,
+            message,
+        }),
+        items::RES_PANIC => Err(Error::Panicked {
+            index,
+            panic: codec::decode::<RemotePanic>(body).unwrap_or_else(|_| {
+                RemotePanic::new("(the worker could not describe the panic)".into(), None, None)
+            }),
+        }),
+        items::RES_ARG_DECODE => Err(Error::Decode {
+            index,
+            what: DataKind::Argument,
+            message: text(),
+        }),
+        items::RES_RESULT_ENCODE => Err(Error::Encode {
+            index,
+            what: DataKind::Result,
+            message: text(),
+        }),
+        _ => Err(meta
+            .holes
+            .iter()
+            .find(|(at, _)| *at as usize == pos)
+            .map(|(_, e)| e.clone().at_index_opt(index))
+            .unwrap_or_else(|| Error::Decode {
+                index,
+                what: DataKind::Argument,
+                message: "the worker skipped an item the parent sent".into(),
+            })),
+    }
+}
+
+/// The sink of `apply_async`: one chunk of one item.
+pub(crate) struct OneShot<R: Send + 'static> {
+    resolver: Mutex<Option<Resolver<R>>>,
+}
+
+impl<R: Send + 'static> OneShot<R> {
+    pub(crate) fn new(resolver: Resolver<R>) -> Arc<Self> {
+        Arc::new(OneShot {
+            resolver: Mutex::new(Some(resolver)),
+        })
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for OneShot<R> {
+    fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
+        let result = decode_chunk::<R>(meta, outcome, false)
+            .pop()
+            .unwrap_or(Err(Error::Terminated));
+        if let Some(resolver) = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            resolver.resolve(result);
+        }
+    }
+}
+
+/// The sink of `map_async`: gathers chunks in order; on failure keeps the
+/// error of the lowest failing input position.
+pub(crate) struct Collect<R: Send + 'static> {
+    state: Mutex<CollectState<R>>,
+}
+
+struct CollectState<R: Send + 'static> {
+    parts: Vec<Option<Vec<R>>>,
+    done: usize,
+    total: Option<usize>,
+    error: Option<Error>,
+    resolver: Option<Resolver<Vec<R>>>,
+}
+
+impl<R: Send + 'static> Collect<R> {
+    pub(crate) fn new(resolver: Resolver<Vec<R>>) -> Arc<Self> {
+        Arc::new(Collect {
+            state: Mutex::new(CollectState {
+                parts: Vec::new(),
+                done: 0,
+                total: None,
+                error: None,
+                resolver: Some(resolver),
+            }),
+        })
+    }
+
+    /// Says how many chunks the call has, once all are submitted.
+    pub(crate) fn seal(&self, total: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.total = Some(total);
+        Self::finish_if_done(state);
+    }
+
+    fn finish_if_done(mut state: std::sync::MutexGuard<'_, CollectState<R>>) {
+        if state.total != Some(state.done) {
+            return;
+        }
+        let Some(resolver) = state.resolver.take() else {
+            return;
+        };
+        let result = match state.error.take() {
+            Some(error) => Err(error),
+            None => {
+                let parts = std::mem::take(&mut state.parts);
+                let mut values = Vec::with_capacity(parts.iter().flatten().map(Vec::len).sum());
+                for part in parts {
+                    values.extend(part.expect("every chunk is done"));
+                }
+                Ok(values)
+            }
+        };
+        drop(state);
+        resolver.resolve(result);
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
+    fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
+        let results = decode_chunk::<R>(meta, outcome, true);
+        let mut values = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.done += 1;
+        match first_error {
+            Some(e) => {
+                if state.error.as_ref().is_none_or(|old| e.index() < old.index()) {
+                    state.error = Some(e);
+                }
+                state.parts.clear();
+            }
+            None if state.error.is_none() => {
+                if state.parts.len() <= meta.chunk {
+                    state.parts.resize_with(meta.chunk + 1, || None);
+                }
+                state.parts[meta.chunk] = Some(values);
+            }
+            None => {}
+        }
+        Self::finish_if_done(state);
+    }
+}
+
+/// One chunk's results, for the `imap` iterators.
+pub(crate) type ChunkResults<R> = (usize, Vec<Result<R, Error>>);
+
+/// The sink of `imap` and `imap_unordered`: forwards each decoded chunk.
+pub(crate) struct Forward<R> {
+    to: Sender<ChunkResults<R>>,
+}
+
+impl<R> Forward<R> {
+    pub(crate) fn new(to: Sender<ChunkResults<R>>) -> Arc<Self> {
+        Arc::new(Forward { to })
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for Forward<R> {
+    fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
+        // The iterator may be gone; then nobody wants the results.
+        let _ = self.to.send((meta.chunk, decode_chunk(meta, outcome, true)));
+    }
+}
+
+impl<R: Send + 'static> fmt::Debug for Collect<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Collect")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec;
+
+    fn meta(first: usize, count: u32) -> ChunkMeta {
+        ChunkMeta {
+            chunk: 0,
+            first,
+            count,
+            holes: vec![(
+                2,
+                Error::Encode {
+                    index: None,
+                    what: DataKind::Argument,
+                    message: "nope".into(),
+                },
+            )],
+        }
+    }
+
+    fn results() -> Vec<u8> {
+        let mut buf = Vec::new();
+        items::push_with(&mut buf, items::RES_OK, |b| codec::encode(&7u32, b)).unwrap();
+        let panic = RemotePanic::new("boom".into(), None, None);
+        items::push_with(&mut buf, items::RES_PANIC, |b| codec::encode(&panic, b)).unwrap();
+        items::push_bytes(&mut buf, items::RES_SKIPPED, &[]);
+        items::push_bytes(&mut buf, items::RES_ARG_DECODE, b"bad arg");
+        items::push_bytes(&mut buf, items::RES_RESULT_ENCODE, b"bad result");
+        items::push_bytes(&mut buf, items::RES_OK, &[0xff; 9]);
+        buf
+    }
+
+    #[test]
+    fn every_item_outcome_maps_to_its_error() {
+        let buf = results();
+        validate(&buf, 6).unwrap();
+        let out = decode_chunk::<u32>(&meta(10, 6), ChunkOutcome::Results(&buf), true);
+        assert_eq!(out[0].as_ref().unwrap(), &7);
+        assert!(
+            matches!(&out[1], Err(Error::Panicked { index: Some(11), panic }) if panic.message() == "boom")
+        );
+        assert!(matches!(
+            &out[2],
+            Err(Error::Encode {
+                index: Some(12),
+                what: DataKind::Argument,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &out[3],
+            Err(Error::Decode {
+                index: Some(13),
+                what: DataKind::Argument,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &out[4],
+            Err(Error::Encode {
+                index: Some(14),
+                what: DataKind::Result,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &out[5],
+            Err(Error::Decode {
+                index: Some(15),
+                what: DataKind::Result,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn validate_checks_count_and_tags() {
+        let buf = results();
+        assert!(validate(&buf, 5).is_err());
+        let mut bad = Vec::new();
+        items::push_bytes(&mut bad, 99, b"");
+        assert!(validate(&bad, 1).is_err());
+        assert!(validate(&buf[..buf.len() - 1], 6).is_err());
+    }
+
+    #[test]
+    fn a_failed_chunk_fails_each_item_with_its_index() {
+        let died = Error::WorkerDied {
+            index: None,
+            pid: 1,
+            cause: crate::error::ExitCause::Exited(1),
+        };
+        let out = decode_chunk::<u32>(&meta(4, 3), ChunkOutcome::Failed(died.clone()), true);
+        let indexes: Vec<_> = out.iter().map(|r| r.as_ref().unwrap_err().index()).collect();
+        assert_eq!(indexes, [Some(4), Some(5), Some(6)]);
+        let single = decode_chunk::<u32>(&meta(0, 1), ChunkOutcome::Failed(died), false);
+        assert_eq!(single[0].as_ref().unwrap_err().index(), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Process-wide settings and exits of a worker process.
+
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, Signal, signal};
+
+/// Ignores SIGPIPE, as the Rust runtime does for `main`: a task that writes
+/// to a closed pipe gets an error instead of being killed. (The worker runs
+/// before the runtime would have done this.)
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: `SigIgn` installs no handler code, so there is nothing that
+    // could run in signal context; changing the disposition is process-wide
+    // and happens before the worker starts any thread.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+/// Removes `key` from this process's environment.
+pub(crate) fn remove_env(key: &str) {
+    // SAFETY: called by the bootstrap before `main`, when the process has a
+    // single thread: no other thread can be reading the environment.
+    unsafe { std::env::remove_var(key) };
+}
+
+/// Ends the process at once with `code`, running no exit handlers and
+/// taking no locks (safe to call while another thread holds stdout).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Blocks until the peer of `fd` has closed it (its process died or closed
+/// the channel). Data arriving on `fd` does not wake it.
+pub(crate) fn wait_for_hangup(fd: impl AsFd) {
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                let revents = fds[0].revents().unwrap_or(PollFlags::POLLHUP);
+                if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+                    return;
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}

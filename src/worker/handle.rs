@@ -1,0 +1,332 @@
+//! The parent's handle on one worker process: start it, talk to it, end it.
+//!
+//! A [`WorkerProcess`] owns the child (so it is always reaped: by
+//! [`WorkerProcess::reap`], [`WorkerProcess::kill_and_reap`], or on drop)
+//! and the reading end of its channel. Writing goes through a shared
+//! [`Channel`], so that a submitting thread can hand a task straight to an
+//! idle worker.
+
+use std::io::{self, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bootstrap::{ENV_VAR, Identity, WORKER_ARG, WorkerEnv};
+use crate::error::{Error, ExitCause};
+use crate::protocol::frame::{self, ReadError};
+use crate::protocol::message::FromWorker;
+use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
+use crate::sys;
+use crate::worker::output::Output;
+
+/// How long a worker that ended its handshake early may take to exit.
+const HANDSHAKE_EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// What every worker of a pool is started with.
+#[derive(Debug, Clone)]
+pub(crate) struct StartConfig {
+    /// The parent's executable, which the worker must match.
+    pub(crate) identity: Identity,
+    /// What to start: `/proc/self/exe`, the parent's own image.
+    pub(crate) program: PathBuf,
+    /// `argv[0]` for the worker (the parent's, so `ps` shows the program).
+    pub(crate) argv0: std::ffi::OsString,
+    /// How long a worker may take to answer the handshake.
+    pub(crate) start_timeout: Duration,
+    /// The largest frame body accepted from a worker.
+    pub(crate) max_body: usize,
+}
+
+impl StartConfig {
+    pub(crate) fn new(start_timeout: Duration) -> Result<StartConfig, Error> {
+        Ok(StartConfig {
+            identity: Identity::current().map_err(Error::spawn)?,
+            program: PathBuf::from("/proc/self/exe"),
+            argv0: std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "procpool-worker".into()),
+            start_timeout,
+            max_body: frame::DEFAULT_MAX_BODY,
+        })
+    }
+}
+
+/// The writing side of a worker's channel, shared by the threads that hand
+/// it tasks.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    stream: UnixStream,
+    write: Mutex<()>,
+}
+
+impl Channel {
+    /// Sends one whole frame. Fails when the worker is gone.
+    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        sys::fd::send_all(&self.stream, frame)
+    }
+
+    /// Tells the worker there is no more work: it exits when it reads this.
+    pub(crate) fn finish(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Cuts the channel both ways: the worker's reader sees the end at once.
+    pub(crate) fn cut(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// What [`WorkerProcess::recv`] gives instead of a message.
+#[derive(Debug)]
+pub(crate) enum RecvError {
+    /// The worker closed its channel (it exited, or is exiting).
+    Closed,
+    /// It sent something that is not protocol.
+    Broken(ProtocolError),
+}
+
+/// Why a handshake failed, and whether the worker is ending on its own.
+#[derive(Debug)]
+struct HandshakeFailure {
+    reason: String,
+    exiting: bool,
+}
+
+/// One live worker process.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    child: Option<Child>,
+    output: Output,
+    pid: u32,
+    reader: BufReader<UnixStream>,
+    channel: Arc<Channel>,
+    body: Vec<u8>,
+    max_body: usize,
+}
+
+impl WorkerProcess {
+    /// Starts a worker process. It is not usable before
+    /// [`handshake`](Self::handshake) succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the process cannot be started.
+    pub(crate) fn spawn(config: &StartConfig) -> Result<WorkerProcess, Error> {
+        let (ours, theirs) = UnixStream::pair().map_err(Error::spawn)?;
+        let writer = ours.try_clone().map_err(Error::spawn)?;
+        let env = WorkerEnv::new(theirs.as_raw_fd(), config.identity);
+        let mut command = Command::new(&config.program);
+        command
+            .arg0(&config.argv0)
+            .arg(WORKER_ARG)
+            .env(ENV_VAR, env.to_value())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        sys::fd::inherit_across_exec(&mut command, &theirs);
+        let mut child = command.spawn().map_err(Error::spawn)?;
+        drop(theirs);
+        let pid = child.id();
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let output = match (stdout, stderr) {
+            (Some(stdout), Some(stderr)) => Output::start(stdout, stderr, pid),
+            _ => Err(io::Error::other("the worker's output pipes are missing")),
+        };
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::spawn(e));
+            }
+        };
+        Ok(WorkerProcess {
+            pid,
+            output,
+            child: Some(child),
+            reader: BufReader::with_capacity(64 * 1024, ours),
+            channel: Arc::new(Channel {
+                stream: writer,
+                write: Mutex::new(()),
+            }),
+            body: Vec::new(),
+            max_body: config.max_body,
+        })
+    }
+
+    /// Waits for the worker's `READY`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerStart`] if it does not become a worker; the process is
+    /// then reaped.
+    pub(crate) fn handshake(&mut self, config: &StartConfig) -> Result<(), Error> {
+        self.read_handshake(config.start_timeout).map_err(|failure| {
+            // A worker that refused or hung up is on its way out: let it
+            // finish, so the error shows its real exit status.
+            let grace = if failure.exiting {
+                HANDSHAKE_EXIT_GRACE
+            } else {
+                Duration::ZERO
+            };
+            let cause = self.reap_within(grace);
+            Error::WorkerStart {
+                pid: self.pid,
+                reason: format!("{} [the process {cause}]", failure.reason),
+            }
+        })
+    }
+
+    fn read_handshake(&mut self, timeout: Duration) -> Result<(), HandshakeFailure> {
+        let exiting = |reason: String| HandshakeFailure {
+            reason,
+            exiting: true,
+        };
+        let stream = self.reader.get_ref();
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| exiting(e.to_string()))?;
+        let first = frame::read_frame(&mut self.reader, &mut self.body, self.max_body);
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        let kind = match first {
+            Ok(kind) => kind,
+            Err(ReadError::Io(e))
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                return Err(HandshakeFailure {
+                    reason: format!(
+                        "it did not answer the handshake within {timeout:?} and was killed; \
+                         raise PoolBuilder::start_timeout if the machine is very busy"
+                    ),
+                    exiting: false,
+                });
+            }
+            Err(ReadError::Closed | ReadError::Truncated) => {
+                return Err(exiting(
+                    "it ended before the handshake. Usually this means the worker bootstrap did \
+                     not run in it: procpool re-runs this executable and turns it into a worker \
+                     from a constructor that runs before `main`"
+                        .to_owned(),
+                ));
+            }
+            Err(ReadError::Protocol(e)) => {
+                return Err(exiting(format!("its handshake is not procpool protocol: {e}")));
+            }
+            Err(ReadError::Io(e)) => return Err(exiting(format!("reading its handshake failed: {e}"))),
+        };
+        match FromWorker::decode(kind, &self.body) {
+            Ok(FromWorker::Ready { protocol, pid }) if protocol == PROTOCOL_VERSION && pid == self.pid => {
+                Ok(())
+            }
+            Ok(FromWorker::Ready { protocol, pid }) => Err(exiting(format!(
+                "its handshake says protocol {protocol} and pid {pid}, expected {PROTOCOL_VERSION} and {}",
+                self.pid
+            ))),
+            Ok(FromWorker::Reject(reason)) => Err(exiting(format!("it refused to serve: {reason}"))),
+            Ok(other) => Err(exiting(format!("it sent {other:?} instead of a handshake"))),
+            Err(e) => Err(exiting(format!("its handshake is not procpool protocol: {e}"))),
+        }
+    }
+
+    /// The worker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The writing side of the channel.
+    pub(crate) fn channel(&self) -> Arc<Channel> {
+        Arc::clone(&self.channel)
+    }
+
+    /// Blocks for the next message from the worker.
+    pub(crate) fn recv(&mut self) -> Result<FromWorker<'_>, RecvError> {
+        let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
+            Ok(kind) => kind,
+            Err(ReadError::Closed) => return Err(RecvError::Closed),
+            Err(ReadError::Truncated) => {
+                return Err(RecvError::Broken(ProtocolError::new("a frame was cut short")));
+            }
+            Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
+            Err(ReadError::Io(_)) => return Err(RecvError::Closed),
+        };
+        FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)
+    }
+
+    /// The relay of the worker's output. [`Output::drain`] it before
+    /// delivering a result, so that what the task printed comes first.
+    pub(crate) fn output(&self) -> Output {
+        self.output.clone()
+    }
+
+    /// Kills the worker (if it still runs) and reaps it.
+    pub(crate) fn kill_and_reap(&mut self) -> ExitCause {
+        self.channel.cut();
+        match self.child.take() {
+            Some(mut child) => {
+                let _ = child.kill();
+                let cause = cause_of(child.wait());
+                self.output.finish();
+                cause
+            }
+            None => ExitCause::Unknown,
+        }
+    }
+
+    /// Waits for a worker that was told to finish to exit, and reaps it.
+    pub(crate) fn reap(&mut self) -> ExitCause {
+        match self.child.take() {
+            Some(mut child) => {
+                let cause = cause_of(child.wait());
+                self.output.finish();
+                cause
+            }
+            None => ExitCause::Unknown,
+        }
+    }
+
+    /// Gives a worker that is ending on its own up to `grace` to exit, then
+    /// kills it; reaps it either way.
+    pub(crate) fn reap_within(&mut self, grace: Duration) -> ExitCause {
+        let deadline = Instant::now() + grace;
+        if let Some(child) = self.child.as_mut() {
+            while Instant::now() < deadline {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        self.child = None;
+                        self.output.finish();
+                        return cause_of(Ok(status));
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.kill_and_reap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // Never leave a child running or unreaped.
+        self.kill_and_reap();
+    }
+}
+
+fn cause_of(status: io::Result<ExitStatus>) -> ExitCause {
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => ExitCause::Exited(code),
+            (None, Some(signal)) => ExitCause::Signaled {
+                signal,
+                core_dumped: status.core_dumped(),
+            },
+            (None, None) => ExitCause::Unknown,
+        },
+        Err(_) => ExitCause::Unknown,
+    }
+}

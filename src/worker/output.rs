@@ -1,0 +1,171 @@
+//! Relaying a worker's stdout and stderr to the parent's, whole lines at a
+//! time.
+//!
+//! A worker's standard output and error are pipes to the parent. A relay
+//! thread per worker copies complete lines to the parent's stdout and
+//! stderr, one write per batch of lines while holding the parent's lock on
+//! that stream, so lines from different workers (and the parent's own
+//! `println!`s) never splice into each other, even for writers that emit a
+//! line in pieces (Rust's unbuffered `eprintln!` does). A line without its
+//! newline waits for the rest (up to 64 KiB).
+//!
+//! Before a task's result is delivered, its supervisor [`drain`s](Output::drain)
+//! the pipes, so what a task printed is on the terminal before its result is
+//! in the caller's hands. The pipes outlive the worker: what a worker wrote
+//! just before it crashed is still relayed ([`Output::finish`]).
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{ChildStderr, ChildStdout};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// A partial line longer than this is passed on as it is.
+const MAX_PARTIAL: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug)]
+struct Pipe {
+    fd: OwnedFd,
+    target: Target,
+}
+
+#[derive(Debug, Default)]
+struct Buffers {
+    partial: [Vec<u8>; 2],
+    closed: [bool; 2],
+}
+
+#[derive(Debug)]
+struct Shared {
+    pipes: [Pipe; 2],
+    buffers: Mutex<Buffers>,
+}
+
+/// The relay of one worker's output.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    shared: Arc<Shared>,
+}
+
+impl Output {
+    /// Starts relaying the worker's two pipes.
+    pub(crate) fn start(stdout: ChildStdout, stderr: ChildStderr, pid: u32) -> io::Result<Output> {
+        let pipes = [
+            Pipe {
+                fd: OwnedFd::from(stdout),
+                target: Target::Stdout,
+            },
+            Pipe {
+                fd: OwnedFd::from(stderr),
+                target: Target::Stderr,
+            },
+        ];
+        for pipe in &pipes {
+            fcntl(pipe.fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+        }
+        let shared = Arc::new(Shared {
+            pipes,
+            buffers: Mutex::new(Buffers::default()),
+        });
+        let relay = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("procpool-output-{pid}"))
+            .spawn(move || relay.run())?;
+        Ok(Output { shared })
+    }
+
+    /// Passes on every complete line the worker has written so far.
+    pub(crate) fn drain(&self) {
+        self.shared.pump(false);
+    }
+
+    /// The worker has exited: passes on everything it wrote, including an
+    /// unfinished last line.
+    pub(crate) fn finish(&self) {
+        self.shared.pump(true);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Buffers> {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The relay thread: waits for output and passes it on, until both
+    /// pipes are closed (by the worker and any process it started).
+    fn run(&self) {
+        loop {
+            let closed = self.lock().closed;
+            if closed.iter().all(|c| *c) {
+                return;
+            }
+            let mut fds: Vec<PollFd<'_>> = self
+                .pipes
+                .iter()
+                .zip(closed)
+                .filter(|(_, closed)| !closed)
+                .map(|(pipe, _)| PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            drop(fds);
+            self.pump(false);
+        }
+    }
+
+    /// Reads whatever is in the pipes and passes on complete lines (and,
+    /// with `all`, the rest too).
+    fn pump(&self, all: bool) {
+        let mut buffers = self.lock();
+        let mut chunk = [0u8; 16 * 1024];
+        for (i, pipe) in self.pipes.iter().enumerate() {
+            while !buffers.closed[i] {
+                match nix::unistd::read(pipe.fd.as_fd(), &mut chunk) {
+                    Ok(0) => buffers.closed[i] = true,
+                    Ok(n) => buffers.partial[i].extend_from_slice(&chunk[..n]),
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => break,
+                    Err(_) => buffers.closed[i] = true,
+                }
+            }
+            let closed = buffers.closed[i];
+            let partial = &mut buffers.partial[i];
+            let complete = if all || closed || partial.len() > MAX_PARTIAL {
+                partial.len()
+            } else {
+                partial.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
+            };
+            if complete > 0 {
+                let mut lines: Vec<u8> = partial.drain(..complete).collect();
+                if lines.last() != Some(&b'\n') {
+                    lines.push(b'\n');
+                }
+                emit(pipe.target, &lines);
+            }
+        }
+    }
+}
+
+/// Writes whole lines to the parent's stream in one go, under the lock that
+/// the parent's own `print!`s take.
+fn emit(target: Target, lines: &[u8]) {
+    // A parent whose output is closed loses worker output, like its own.
+    let _ = match target {
+        Target::Stdout => {
+            let mut out = io::stdout().lock();
+            out.write_all(lines).and_then(|()| out.flush())
+        }
+        Target::Stderr => io::stderr().lock().write_all(lines),
+    };
+}

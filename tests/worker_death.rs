@@ -1,0 +1,196 @@
+//! A worker that dies mid-task (SIGKILL, abort, segfault, exit) fails
+//! exactly that task with an error naming the signal or exit code; the pool
+//! replaces the worker at once; nothing hangs.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use nix::sys::signal::{Signal, raise};
+use procpool::{Error, ExitCause, Pool};
+
+fn die(how: String) -> u32 {
+    match how.as_str() {
+        "sigkill" => {
+            let _ = raise(Signal::SIGKILL);
+        }
+        "segfault" => {
+            let _ = raise(Signal::SIGSEGV);
+        }
+        "abort" => std::process::abort(),
+        "exit" => std::process::exit(7),
+        _ => {}
+    }
+    std::process::id()
+}
+
+fn assert_pool_whole(pool: &Pool) {
+    // Full worker count, and every worker answers.
+    let pids: BTreeSet<u32> = pool.worker_pids().into_iter().collect();
+    assert_eq!(pids.len(), pool.processes(), "workers missing: {pids:?}");
+    let answered: BTreeSet<u32> = pool
+        .with_chunksize(1)
+        .map(die, (0..pool.processes() * 8).map(|_| "live".to_string()))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(answered.is_subset(&pids), "{answered:?} vs {pids:?}");
+}
+
+#[test]
+fn each_kind_of_death_fails_its_task_with_its_cause() {
+    let pool = Pool::new(2).unwrap();
+    let cases = [
+        (
+            "sigkill",
+            ExitCause::Signaled {
+                signal: 9,
+                core_dumped: false,
+            },
+        ),
+        (
+            "segfault",
+            ExitCause::Signaled {
+                signal: 11,
+                core_dumped: false,
+            },
+        ),
+        (
+            "abort",
+            ExitCause::Signaled {
+                signal: 6,
+                core_dumped: false,
+            },
+        ),
+        ("exit", ExitCause::Exited(7)),
+    ];
+    for (how, expected) in cases {
+        let before: BTreeSet<u32> = pool.worker_pids().into_iter().collect();
+        let err = pool.apply(die, how.to_string()).unwrap_err();
+        match &err {
+            Error::WorkerDied {
+                index: None,
+                pid,
+                cause,
+            } => {
+                assert!(before.contains(pid), "{how}: pid {pid} was not a worker");
+                assert_eq!(cause.signal(), expected.signal(), "{how}: {err}");
+                assert_eq!(cause.code(), expected.code(), "{how}: {err}");
+                assert!(
+                    !pool.worker_pids().contains(pid),
+                    "{how}: the dead worker is still listed"
+                );
+            }
+            other => panic!("{how}: expected WorkerDied, got {other:?}"),
+        }
+        let message = err.to_string();
+        let name = match expected {
+            ExitCause::Exited(_) => "exited with code 7",
+            ExitCause::Signaled { signal: 9, .. } => "SIGKILL",
+            ExitCause::Signaled { signal: 11, .. } => "SIGSEGV",
+            _ => "SIGABRT",
+        };
+        assert!(message.contains(name), "{how}: {message}");
+        assert_pool_whole(&pool);
+    }
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_only_its_task() {
+    fn held(path: String) -> u32 {
+        common::hold(&path)
+    }
+    let pool = Pool::new(2).unwrap();
+    let gate = common::Gate::new();
+    let first = pool.apply_async(held, gate.path()).unwrap();
+    let second = pool.apply_async(held, gate.path()).unwrap();
+    let mut running = gate.wait_for(2);
+    let survivor = running.pop().unwrap();
+    let victim = running.pop().unwrap();
+    let victim_proc = common::Proc::new(victim.pid);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim.pid as i32), Signal::SIGKILL).unwrap();
+    let survivor_pid = survivor.pid;
+    survivor.release();
+    let (victim_result, survivor_result) = match first.get() {
+        Ok(pid) => (second.get(), Ok(pid)),
+        Err(e) => (Err(e), second.get()),
+    };
+    assert!(
+        matches!(&victim_result, Err(Error::WorkerDied { pid, cause, .. }) if *pid == victim.pid && cause.signal() == Some(9)),
+        "{victim_result:?}"
+    );
+    assert_eq!(
+        survivor_result.unwrap(),
+        survivor_pid,
+        "the other task was disturbed"
+    );
+    assert!(victim_proc.is_gone(), "the killed worker was not reaped");
+    assert_pool_whole(&pool);
+}
+
+#[test]
+fn death_during_map_fails_its_chunk_and_map_reports_the_lowest_index() {
+    let pool = Pool::new(3).unwrap();
+    let items: Vec<String> = (0..30)
+        .map(|i| if i == 17 { "abort".into() } else { "live".into() })
+        .collect();
+    let err = pool.with_chunksize(4).map(die, items).unwrap_err();
+    // Item 17 is in the chunk 16..20.
+    assert!(
+        matches!(err, Error::WorkerDied { index: Some(16), .. }),
+        "{err:?}"
+    );
+    assert_pool_whole(&pool);
+}
+
+#[test]
+fn death_during_imap_fails_those_items_and_the_rest_arrive() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<String> = (0..20)
+        .map(|i| if i == 5 { "sigkill".into() } else { "live".into() })
+        .collect();
+    let results: Vec<_> = pool.with_chunksize(1).imap(die, items).unwrap().collect();
+    assert_eq!(results.len(), 20);
+    for (i, r) in results.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(r, Err(Error::WorkerDied { index: Some(5), .. })),
+                "{r:?}"
+            );
+        } else {
+            assert!(r.is_ok(), "item {i}: {r:?}");
+        }
+    }
+    // With bigger chunks, the dead worker's whole chunk fails.
+    let items: Vec<String> = (0..20)
+        .map(|i| if i == 5 { "sigkill".into() } else { "live".into() })
+        .collect();
+    let failed: Vec<usize> = pool
+        .with_chunksize(4)
+        .imap(die, items)
+        .unwrap()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, [4, 5, 6, 7]);
+    assert_pool_whole(&pool);
+}
+
+#[test]
+fn deaths_in_a_row_never_shrink_the_pool() {
+    let pool = Pool::new(2).unwrap();
+    let handles: Vec<_> = (0..20)
+        .map(|_| pool.apply_async(die, "exit".to_string()).unwrap())
+        .collect();
+    for h in handles {
+        assert!(matches!(
+            h.get(),
+            Err(Error::WorkerDied {
+                cause: ExitCause::Exited(7),
+                ..
+            })
+        ));
+    }
+    assert_pool_whole(&pool);
+}
