@@ -59,7 +59,7 @@
 //! with a message that says why: the worker is another process and cannot
 //! see them.
 //!
-//! ```compile_fail,E0080
+//! ```compile_fail,E0308
 //! let pool = procpool::Pool::new(1).unwrap();
 //! let offset = 10u64;
 //! pool.map(move |x: u64| x + offset, 0..4).unwrap(); // captures `offset`

@@ -1,40 +1,48 @@
-//! What can be a task: the bounds on task functions, and the kernels that
-//! tie a function type to its chunk runner.
+//! What can be a task: the kernels that tie a task function to its chunk
+//! runner, and the checks on `starmap`'s functions.
 //!
-//! A task function is any `Fn` that is zero-sized and `Copy`: a fn item or
-//! a closure that captures nothing. Its *type* names the code; there is no
-//! value to send. The worker rebuilds the value from the type
-//! (`sys::entry::conjure`). A closure that captures variables has state the
-//! worker cannot see, so it is refused at compile time by
-//! [`assert_task_fn`].
+//! `apply`, `map` and `imap` take a task function as a `fn(A) -> R`
+//! pointer: fn items and closures that capture nothing coerce to it, and a
+//! closure that captures variables is refused by the compiler ("closures
+//! can only be coerced to `fn` types if they do not capture any
+//! variables"). The pointer travels as a function id ([`Unary`]).
+//!
+//! `starmap` takes functions of 2 to 4 arguments under one name, so it is
+//! generic over the function's type instead ([`StarFn`], [`Star`]). Only fn
+//! item types are accepted there: they have no state, so the worker can
+//! make the one value of the type. Closures are refused (a zero-sized
+//! closure may capture a zero-sized value whose meaning belongs to the
+//! parent process), by a compile-time size check and a run-time check of
+//! the type.
 
 use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::protocol::function::FunctionId;
-use crate::sys::entry::conjure;
+use crate::protocol::function::{Call, EntryFn, FunctionId, signature_of};
+use crate::sys::entry::{CodeRange, fn_item, is_fn_item, resolve};
 
-/// Refuses, at compile time, a task function that has state.
+/// Refuses, at compile time, a `starmap` function that has state.
 ///
 /// The check is a `const` assertion, so it fails the build of the caller
 /// (during code generation: `cargo build`, not `cargo check`).
-pub(crate) fn assert_task_fn<F>() {
+pub(crate) fn assert_stateless<F>() {
     const {
         assert!(
             size_of::<F>() == 0,
-            "procpool: this task function captures variables (or is a fn pointer or a boxed closure). \
-             Workers are separate processes: they can run a fn item or a closure that captures \
-             nothing, but cannot receive captured state. Pass the data in the task's argument \
-             (a tuple for several values), and name the function directly."
+            "procpool: starmap takes a named function (a fn item); this one has state: it is a \
+             closure that captures variables, a fn pointer or a boxed closure. Workers are separate \
+             processes and cannot receive captured state: pass the data in the tuples, and name \
+             the function directly."
         )
     };
 }
 
 /// Functions of several arguments, for [`Pool::starmap`](crate::Pool::starmap):
 /// implemented for every `Fn(A, B) -> R`, `Fn(A, B, C) -> R` and
-/// `Fn(A, B, C, D) -> R`, taking the arguments as a tuple.
+/// `Fn(A, B, C, D) -> R`, taking the arguments as a tuple. `starmap` itself
+/// accepts only fn items (named functions), not closures.
 ///
 /// This trait is sealed: it cannot be implemented outside procpool.
 ///
@@ -88,39 +96,72 @@ star_fn!(A, B);
 star_fn!(A, B, C);
 star_fn!(A, B, C, D);
 
-/// A task function type together with its argument and result types: what
-/// a worker needs to run one item.
+/// A task function's types: what a worker needs to run one item.
 pub(crate) trait Kernel: 'static {
     type In: DeserializeOwned;
     type Out: Serialize;
+    /// The task function as the runner calls it: a fn pointer, or the value
+    /// of a fn item type.
+    type Func: Copy;
 
     /// Runs the task function on one argument.
-    fn call(input: Self::In) -> Self::Out;
+    fn call(func: Self::Func, input: Self::In) -> Self::Out;
 
-    /// The id of this kernel's chunk runner, sent in `TASK` frames.
-    fn function_id() -> FunctionId {
-        FunctionId::of(crate::worker::entry::run_chunk::<Self>)
+    /// The task function's id on the wire, if it has one in this image.
+    fn func_id(func: Self::Func) -> Option<FunctionId>;
+
+    /// Rebuilds the task function in the worker.
+    ///
+    /// # Safety
+    ///
+    /// `id` must come from [`func_id`](Self::func_id) of this same kernel in
+    /// a process running this same executable.
+    unsafe fn func_from(id: FunctionId, code: &CodeRange) -> Option<Self::Func>;
+
+    /// The hash of this kernel's type, which the runner checks.
+    fn signature() -> u64 {
+        signature_of(std::any::type_name::<Self>())
+    }
+
+    /// Everything a `TASK` frame says about what to run, or `None` if the
+    /// task function does not lie in this executable's image.
+    fn call_for(func: Self::Func) -> Option<Call> {
+        Some(Call {
+            entry: FunctionId::of(crate::worker::entry::run_chunk::<Self> as EntryFn as usize)?,
+            func: Self::func_id(func)?,
+            signature: Self::signature(),
+        })
     }
 }
 
-/// `F: Fn(A) -> R`, for `apply`, `map` and `imap`.
-pub(crate) struct Unary<F, A, R>(PhantomData<fn(A) -> (F, R)>);
+/// `fn(A) -> R`, for `apply`, `map` and `imap`.
+pub(crate) struct Unary<A, R>(PhantomData<fn(A) -> R>);
 
-impl<F, A, R> Kernel for Unary<F, A, R>
+impl<A, R> Kernel for Unary<A, R>
 where
-    F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
     type In = A;
     type Out = R;
+    type Func = fn(A) -> R;
 
-    fn call(input: A) -> R {
-        conjure::<F>()(input)
+    fn call(func: fn(A) -> R, input: A) -> R {
+        func(input)
+    }
+
+    fn func_id(func: fn(A) -> R) -> Option<FunctionId> {
+        FunctionId::of(func as usize)
+    }
+
+    unsafe fn func_from(id: FunctionId, code: &CodeRange) -> Option<fn(A) -> R> {
+        // SAFETY: by this function's contract, `id` was made from a
+        // `fn(A) -> R` by `func_id` in a process running this executable.
+        unsafe { resolve::<fn(A) -> R>(id, code) }
     }
 }
 
-/// `F: StarFn<Args>`, for `starmap`.
+/// A fn item `F: StarFn<Args>`, for `starmap`.
 pub(crate) struct Star<F, Args>(PhantomData<fn(Args) -> F>);
 
 impl<F, Args> Kernel for Star<F, Args>
@@ -131,9 +172,19 @@ where
 {
     type In = Args;
     type Out = F::Output;
+    type Func = F;
 
-    fn call(input: Args) -> F::Output {
-        conjure::<F>().call_star(input)
+    fn call(func: F, input: Args) -> F::Output {
+        func.call_star(input)
+    }
+
+    fn func_id(_: F) -> Option<FunctionId> {
+        // The kernel's type names the function; nothing else travels.
+        is_fn_item::<F>().then_some(FunctionId(0))
+    }
+
+    unsafe fn func_from(_: FunctionId, _: &CodeRange) -> Option<F> {
+        fn_item::<F>()
     }
 }
 
@@ -152,28 +203,24 @@ mod tests {
     }
 
     #[test]
-    fn kernels_call_the_conjured_function() {
+    fn unary_calls_travel_as_function_ids() {
         fn double(x: u32) -> u32 {
             x * 2
         }
-        fn kernel_of<F: Fn(u32) -> u32 + Copy + 'static>(_: F) -> u32 {
-            <Unary<F, u32, u32> as Kernel>::call(21)
-        }
-        assert_eq!(kernel_of(double), 42);
-        assert_eq!(kernel_of(|x| x + 1), 22);
-        fn star_of<F: StarFn<(u8, u16, u32), Output = u64> + Copy + 'static>(_: F) -> u64 {
-            <Star<F, (u8, u16, u32)> as Kernel>::call((1, 1, 1))
-        }
-        assert_eq!(star_of(add3), 3);
+        let call = Unary::<u32, u32>::call_for(double).unwrap();
+        let code = CodeRange::of_this_crate().unwrap();
+        // SAFETY: the id comes from `func_id` of this kernel, in this process.
+        let back = unsafe { Unary::<u32, u32>::func_from(call.func, &code) }.unwrap();
+        assert_eq!(Unary::<u32, u32>::call(back, 21), 42);
+        assert_ne!(call.signature, Unary::<u32, u64>::signature());
     }
 
     #[test]
-    fn different_functions_get_different_ids() {
-        fn id_of<F: Fn(u32) -> u32 + Copy + 'static>(_: F) -> FunctionId {
-            <Unary<F, u32, u32>>::function_id()
+    fn star_calls_accept_fn_items_only() {
+        fn kernel_call<F: StarFn<(u8, u16, u32), Output = u64> + Copy + 'static>(f: F) -> Option<Call> {
+            Star::<F, (u8, u16, u32)>::call_for(f)
         }
-        assert_ne!(id_of(|x| x), id_of(|x| x + 1));
-        let f = |x| x * 5;
-        assert_eq!(id_of(f), id_of(f));
+        assert!(kernel_call(add3).is_some());
+        assert!(kernel_call(|a: u8, _: u16, _: u32| u64::from(a)).is_none());
     }
 }

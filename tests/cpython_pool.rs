@@ -57,6 +57,29 @@ fn test_starmap() {
 }
 
 #[test]
+fn starmap_takes_named_functions_not_closures() {
+    // A closure's captures cannot be seen from generic code, so starmap
+    // refuses closures (map takes them, as a tuple-argument function).
+    let pool = pool();
+    let err = pool.starmap(|a: i64, b: i64| a * b, [(1, 2)]).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("named function") && m.contains("closure")),
+        "{err:?}"
+    );
+    assert_eq!(pool.map(|(a, b): (i64, i64)| a * b, [(3, 4)]).unwrap(), [12]);
+    // Arities 3 and 4, and a method path.
+    fn add3(a: i64, b: i64, c: i64) -> i64 {
+        a + b + c
+    }
+    fn add4(a: i64, b: i64, c: i64, d: i64) -> i64 {
+        a + b + c + d
+    }
+    assert_eq!(pool.starmap(add3, [(1, 2, 3)]).unwrap(), [6]);
+    assert_eq!(pool.starmap(add4, [(1, 2, 3, 4)]).unwrap(), [10]);
+    assert_eq!(pool.starmap(i64::pow, [(2, 10u32)]).unwrap(), [1024]);
+}
+
+#[test]
 fn test_starmap_async() {
     let pool = pool();
     let tuples: Vec<(i64, i64)> = (0..100).zip((0..100).rev()).collect();

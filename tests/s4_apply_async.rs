@@ -84,11 +84,7 @@ fn submitting_after_close_is_a_clear_error() {
     assert!(err.to_string().contains("closed"), "{err}");
     assert!(pool.map(|x: u8| x, 0..3).unwrap_err().is_closed());
     assert!(pool.imap(|x: u8| x, 0..3).unwrap_err().is_closed());
-    assert!(
-        pool.starmap(|a: u8, b: u8| a + b, [(1, 2)])
-            .unwrap_err()
-            .is_closed()
-    );
+    assert!(pool.starmap(u8::wrapping_add, [(1, 2)]).unwrap_err().is_closed());
     assert!(matches!(pool.apply(|x: u8| x, 1), Err(Error::Closed)));
     pool.join().unwrap();
 }

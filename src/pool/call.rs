@@ -16,7 +16,8 @@ use crate::pool::shared::{Admission, Shared};
 use crate::result::imap::{IMap, IMapUnordered, Stream};
 use crate::result::sink::{Collect, Forward, OneShot, Sink};
 use crate::result::slot::{AsyncResult, Resolver};
-use crate::task::{Kernel, Star, StarFn, Unary, assert_task_fn};
+use crate::sys::entry::is_fn_item;
+use crate::task::{Kernel, Star, StarFn, Unary, assert_stateless};
 
 /// A call with options, made by [`Pool::with_chunksize`],
 /// [`Pool::with_callback`] or [`Pool::with_error_callback`]: Python's
@@ -181,9 +182,8 @@ impl<'p> Call<'p, NoCallbacks> {
     /// assert!(pool.with_chunksize(4).apply(|x: u8| x, 1).is_err()); // chunks are for maps
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn apply<F, A, R>(self, f: F, arg: A) -> Result<R, Error>
+    pub fn apply<A, R>(self, f: fn(A) -> R, arg: A) -> Result<R, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -203,9 +203,8 @@ impl<'p> Call<'p, NoCallbacks> {
     /// assert_eq!(pool.with_chunksize(3).map(|x: u32| x + 1, 0..5)?, [1, 2, 3, 4, 5]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn map<F, A, R, I>(self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map<A, R, I>(self, f: fn(A) -> R, items: I) -> Result<Vec<R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -251,17 +250,14 @@ impl<'p> Call<'p, NoCallbacks> {
     /// assert_eq!(firsts, [0, 3, 6]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn imap<'a, F, A, R, I>(self, f: F, items: I) -> Result<IMap<'a, R>, Error>
+    pub fn imap<'a, A, R, I>(self, f: fn(A) -> R, items: I) -> Result<IMap<'a, R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
     {
-        assert_task_fn::<F>();
-        let _ = f;
-        stream::<Unary<F, A, R>, _>(&self.pool.shared, items, self.chunksize, true).map(IMap)
+        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, true).map(IMap)
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -278,17 +274,14 @@ impl<'p> Call<'p, NoCallbacks> {
     /// assert_eq!(n, 100);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn imap_unordered<'a, F, A, R, I>(self, f: F, items: I) -> Result<IMapUnordered<'a, R>, Error>
+    pub fn imap_unordered<'a, A, R, I>(self, f: fn(A) -> R, items: I) -> Result<IMapUnordered<'a, R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
     {
-        assert_task_fn::<F>();
-        let _ = f;
-        stream::<Unary<F, A, R>, _>(&self.pool.shared, items, self.chunksize, false).map(IMapUnordered)
+        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, false).map(IMapUnordered)
     }
 }
 
@@ -375,21 +368,18 @@ impl<'p, C> Call<'p, C> {
     /// assert_eq!(rx.recv().unwrap(), 2);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn apply_async<F, A, R>(self, f: F, arg: A) -> Result<AsyncResult<R>, Error>
+    pub fn apply_async<A, R>(self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         C: IntoCallbacks<R>,
     {
-        assert_task_fn::<F>();
-        let _ = f;
         if let Some(n) = self.chunksize {
             return Err(Error::InvalidArgument(format!(
                 "a chunk size ({n}) applies to map-like calls, not to apply or apply_async"
             )));
         }
-        apply::<Unary<F, A, R>>(&self.pool.shared, arg, self.callbacks.into_callbacks())
+        apply::<Unary<A, R>>(&self.pool.shared, f, arg, self.callbacks.into_callbacks())
     }
 
     /// [`Pool::map_async`] with these options.
@@ -406,22 +396,15 @@ impl<'p, C> Call<'p, C> {
     /// assert_eq!(h.get()?, [0, 2, 4]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn map_async<F, A, R, I>(self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, Error>
+    pub fn map_async<A, R, I>(self, f: fn(A) -> R, items: I) -> Result<AsyncResult<Vec<R>>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         C: IntoCallbacks<Vec<R>>,
     {
-        assert_task_fn::<F>();
-        let _ = f;
-        map::<Unary<F, A, R>, _>(
-            &self.pool.shared,
-            items,
-            self.chunksize,
-            self.callbacks.into_callbacks(),
-        )
+        let shared = &self.pool.shared;
+        map::<Unary<A, R>, _>(shared, f, items, self.chunksize, self.callbacks.into_callbacks())
     }
 
     /// [`Pool::starmap_async`] with these options.
@@ -447,14 +430,16 @@ impl<'p, C> Call<'p, C> {
         I: IntoIterator<Item = Args>,
         C: IntoCallbacks<Vec<F::Output>>,
     {
-        assert_task_fn::<F>();
-        let _ = f;
-        map::<Star<F, Args>, _>(
-            &self.pool.shared,
-            items,
-            self.chunksize,
-            self.callbacks.into_callbacks(),
-        )
+        assert_stateless::<F>();
+        if !is_fn_item::<F>() {
+            return Err(Error::InvalidArgument(format!(
+                "starmap takes a named function (a fn item), not {}; for a closure, use map with a \
+                 tuple argument",
+                std::any::type_name::<F>()
+            )));
+        }
+        let shared = &self.pool.shared;
+        map::<Star<F, Args>, _>(shared, f, items, self.chunksize, self.callbacks.into_callbacks())
     }
 }
 
@@ -490,6 +475,7 @@ fn exact_len(items: &impl Iterator) -> Option<usize> {
 
 fn apply<K>(
     shared: &Arc<Shared>,
+    func: K::Func,
     arg: K::In,
     callbacks: Option<Callbacks<K::Out>>,
 ) -> Result<AsyncResult<K::Out>, Error>
@@ -499,9 +485,10 @@ where
     K::Out: DeserializeOwned + Send,
 {
     shared.check_open()?;
+    let encoder = Encoder::new::<K>(shared, func)?;
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let sink: Arc<dyn Sink> = OneShot::new(resolver);
-    let job = Encoder::of::<K>(shared)
+    let job = encoder
         .chunk(shared, &mut std::iter::once(arg), 1, 0, 0, &sink)
         .expect("one item makes one chunk");
     // Refused: the job (and its resolver) is dropped; the caller gets the
@@ -514,6 +501,7 @@ where
 
 fn map<K, I>(
     shared: &Arc<Shared>,
+    func: K::Func,
     items: I,
     chunksize: Option<usize>,
     callbacks: Option<Callbacks<Vec<K::Out>>>,
@@ -526,41 +514,39 @@ where
 {
     check_chunksize(chunksize)?;
     shared.check_open()?;
+    let encoder = Encoder::new::<K>(shared, func)?;
     let items = items.into_iter();
     let workers = shared.processes;
     match (chunksize, exact_len(&items)) {
-        (Some(size), _) => Ok(map_chunks::<K, _>(shared, items, size, callbacks)),
-        (None, Some(n)) => Ok(map_chunks::<K, _>(
-            shared,
-            items,
-            default_chunksize(n, workers),
-            callbacks,
-        )),
+        (Some(size), _) => Ok(map_chunks(shared, encoder, items, size, callbacks)),
+        (None, Some(n)) => {
+            let size = default_chunksize(n, workers);
+            Ok(map_chunks(shared, encoder, items, size, callbacks))
+        }
         (None, None) => {
             // Like CPython: a length is needed for the default chunk size.
             let items: Vec<_> = items.collect();
             let size = default_chunksize(items.len(), workers);
-            Ok(map_chunks::<K, _>(shared, items.into_iter(), size, callbacks))
+            Ok(map_chunks(shared, encoder, items.into_iter(), size, callbacks))
         }
     }
 }
 
-fn map_chunks<K, I>(
+fn map_chunks<A, R, I>(
     shared: &Arc<Shared>,
+    encoder: Encoder,
     mut items: I,
     size: usize,
-    callbacks: Option<Callbacks<Vec<K::Out>>>,
-) -> AsyncResult<Vec<K::Out>>
+    callbacks: Option<Callbacks<Vec<R>>>,
+) -> AsyncResult<Vec<R>>
 where
-    K: Kernel,
-    K::In: Serialize,
-    K::Out: DeserializeOwned + Send,
-    I: Iterator<Item = K::In>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+    I: Iterator<Item = A>,
 {
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let collect = Collect::new(resolver);
     let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
-    let encoder = Encoder::of::<K>(shared);
     let (mut chunk, mut first) = (0, 0);
     while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), chunk, first, &sink) {
         first += job.ticket.meta.count as usize;
@@ -580,6 +566,7 @@ where
 
 fn stream<'a, K, I>(
     shared: &Arc<Shared>,
+    func: K::Func,
     items: I,
     chunksize: Option<usize>,
     ordered: bool,
@@ -593,6 +580,7 @@ where
 {
     check_chunksize(chunksize)?;
     shared.check_open()?;
+    let encoder = Encoder::new::<K>(shared, func)?;
     let mut items = items.into_iter();
     let size = chunksize.unwrap_or_else(|| match exact_len(&items) {
         Some(n) => default_chunksize(n, shared.processes).max(1),
@@ -600,7 +588,6 @@ where
     });
     let (to, results) = unbounded();
     let sink: Arc<dyn Sink> = Forward::new(to);
-    let encoder = Encoder::of::<K>(shared);
     let producer = Arc::clone(shared);
     let produce =
         Box::new(move |chunk, first| encoder.chunk(&producer, &mut items, size, chunk, first, &sink));

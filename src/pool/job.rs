@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{DataKind, Error};
 use crate::pool::pending::PendingToken;
 use crate::pool::shared::Shared;
-use crate::protocol::function::FunctionId;
+use crate::protocol::function::Call;
 use crate::protocol::items::{self, PushError};
 use crate::protocol::{codec, message};
 use crate::result::sink::{ChunkMeta, ChunkOutcome, Sink};
@@ -78,16 +78,30 @@ impl fmt::Debug for Ticket {
 /// Encodes chunks of arguments for one task function.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Encoder {
-    func: FunctionId,
+    call: Call,
     max_body: usize,
 }
 
 impl Encoder {
-    pub(crate) fn of<K: Kernel>(shared: &Shared) -> Encoder {
-        Encoder {
-            func: K::function_id(),
+    /// The encoder for `func` run by kernel `K`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the function is not part of this
+    /// executable's image (it comes from a shared library), so a worker
+    /// could not find it.
+    pub(crate) fn new<K: Kernel>(shared: &Shared, func: K::Func) -> Result<Encoder, Error> {
+        let call = K::call_for(func).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the task function ({}) is not part of this program's executable (does it come from \
+                 a shared library?); workers can only run functions linked into the program",
+                std::any::type_name::<K::Func>()
+            ))
+        })?;
+        Ok(Encoder {
+            call,
             max_body: shared.start.max_body,
-        }
+        })
     }
 
     /// Takes up to `size` items from `items` and encodes them as chunk
@@ -130,7 +144,7 @@ impl Encoder {
             return None;
         }
         let id = shared.next_job_id();
-        let unsendable = message::finish_task(&mut frame, id, self.func, count, self.max_body)
+        let unsendable = message::finish_task(&mut frame, id, self.call, count, self.max_body)
             .err()
             .map(|size| Error::TooLarge {
                 index: None,

@@ -182,9 +182,8 @@ impl Pool {
     /// assert_eq!(pool.apply(add, (2, 3))?, 5);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, Error>
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -208,9 +207,8 @@ impl Pool {
     /// assert_eq!(h.get()?, -5);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>, Error>
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -238,9 +236,8 @@ impl Pool {
     /// assert_eq!(lengths, [1, 2, 3]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>, Error>
+    pub fn map<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<Vec<R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -264,9 +261,8 @@ impl Pool {
     /// assert_eq!(all.get()?, [1, 2, 3, 4]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>, Error>
+    pub fn map_async<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<AsyncResult<Vec<R>>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -298,9 +294,8 @@ impl Pool {
     /// assert_eq!(first, [0, 1, 2, 3, 4]);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn imap<'a, F, A, R, I>(&self, f: F, items: I) -> Result<IMap<'a, R>, Error>
+    pub fn imap<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<'a, R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
@@ -324,9 +319,8 @@ impl Pool {
     /// assert_eq!(total, 100);
     /// # Ok::<(), procpool::Error>(())
     /// ```
-    pub fn imap_unordered<'a, F, A, R, I>(&self, f: F, items: I) -> Result<IMapUnordered<'a, R>, Error>
+    pub fn imap_unordered<'a, A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMapUnordered<'a, R>, Error>
     where
-        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,

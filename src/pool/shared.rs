@@ -86,7 +86,8 @@ struct State {
     lifecycle: Lifecycle,
     queue: VecDeque<Job>,
     seats: Vec<Seat>,
-    idle: Vec<usize>,
+    /// Idle seats, longest idle first: work is spread over every worker.
+    idle: VecDeque<usize>,
     /// Set when every seat gave up restarting its worker.
     broken: Option<Error>,
 }
@@ -115,7 +116,7 @@ impl State {
                 ))
             }
             None => {
-                self.idle.push(seat);
+                self.idle.push_back(seat);
                 None
             }
         }
@@ -143,7 +144,7 @@ impl Shared {
                 lifecycle: Lifecycle::Running,
                 queue: VecDeque::new(),
                 seats: (0..processes).map(|_| Seat::default()).collect(),
-                idle: Vec::with_capacity(processes),
+                idle: VecDeque::with_capacity(processes),
                 broken: None,
             }),
             callbacks: CallbackThread::start()?,
@@ -185,7 +186,7 @@ impl Shared {
             job.fail(error);
             return Ok(());
         }
-        match state.idle.pop() {
+        match state.idle.pop_front() {
             Some(seat) => {
                 let s = &mut state.seats[seat];
                 s.current = Some(job.ticket);

@@ -1,54 +1,97 @@
-//! Which function a task runs: the [`FunctionId`] in every `TASK` frame.
+//! Which function a task runs: the [`Call`] in every `TASK` frame.
 //!
-//! procpool needs no registration of task functions. For a task function
-//! `F` with argument `A` and result `R`, the parent takes the address of
-//! `worker::entry::run_chunk::<K>` (the chunk runner monomorphised for that
-//! `F`, `A`, `R`) and sends its distance from [`anchor`], a fixed function
-//! of this crate. A worker adds the distance to its own `anchor`.
+//! procpool needs no registration of task functions. A `Call` names two
+//! functions by [`FunctionId`] and carries a type signature:
+//!
+//! * `entry`: the chunk runner `worker::entry::run_chunk::<K>`, monomorphised
+//!   for the task's kernel `K` (its argument and result types, and for
+//!   `starmap` the function item);
+//! * `func`: the task function itself, when it travels as a fn pointer
+//!   (`apply`, `map`, `imap`...); `0` when the kernel's type already names it
+//!   (`starmap`, whose function is a fn item);
+//! * `signature`: a hash of `K`'s type name. The runner compares it with its
+//!   own before it touches anything, so an entry and a function of
+//!   mismatched types are refused instead of called.
+//!
+//! A `FunctionId` is a function's distance in bytes from [`anchor`], a
+//! fixed function of this crate; a worker adds its own `anchor`'s address.
 //!
 //! # The invariant that makes this sound
 //!
-//! The distance between two functions of one executable is the same in
-//! every process that runs that executable, wherever the loader put it
+//! The distance between two functions of one executable image is the same
+//! in every process that runs that executable, wherever the loader put it
 //! (ASLR moves the whole image, not single functions). So the address the
-//! worker computes is the entry point the parent named, **provided** the
-//! worker runs the same executable as the parent. Three things hold that:
+//! worker computes is the function the parent named, **provided** the
+//! worker runs the same executable as the parent and both functions lie in
+//! the image that holds `anchor`. These hold because:
 //!
 //! 1. the parent starts workers from `/proc/self/exe`, its own image;
 //! 2. the worker refuses to serve unless its executable's device and inode,
 //!    and the distance between two crate functions, match the parent's
 //!    (`bootstrap`, checked before the first task);
-//! 3. the ids come only from the parent, over a private socket pair that no
-//!    other process holds, and only from [`FunctionId::of`] applied to a
-//!    real [`EntryFn`].
+//! 3. the parent makes ids only with [`FunctionId::of`] from real function
+//!    pointers, and refuses one that lies outside the mapping that holds
+//!    `anchor` (a function in a shared library);
+//! 4. ids reach the worker only from the parent, over a private socket pair
+//!    that no other process holds.
 //!
-//! As a last line against a corrupt frame, the worker also checks that the
-//! address lies in its executable's code before it calls it (`sys`).
+//! As a last line against a corrupt frame, the worker checks that both
+//! addresses lie in its executable's code, and the runner checks the
+//! signature, before anything is called.
 //!
-//! A future multi-machine transport can keep the same wire field and map
+//! A future multi-machine transport can keep the same wire fields and map
 //! ids through a table instead; nothing else in the protocol depends on
-//! what the number means.
+//! what the numbers mean.
+
+use std::sync::OnceLock;
 
 use super::ProtocolError;
+use crate::sys::entry::CodeRange;
 
-/// The signature of every chunk runner: runs the function on each item of
-/// `items`, appends one result item per item to `out`, returns the count.
-pub(crate) type EntryFn = fn(items: &[u8], out: &mut Vec<u8>) -> Result<u32, ProtocolError>;
+/// The signature of every chunk runner: checks `call.signature`, runs the
+/// task function on each item of `items`, appends one result item per item
+/// to `out`, and returns the count.
+pub(crate) type EntryFn =
+    fn(call: Call, code: &CodeRange, items: &[u8], out: &mut Vec<u8>) -> Result<u32, ProtocolError>;
 
-/// Names a chunk runner; see the [module docs](self).
+/// Names a function of this executable; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FunctionId(pub(crate) u64);
 
+/// What a `TASK` runs; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub(crate) entry: FunctionId,
+    pub(crate) func: FunctionId,
+    pub(crate) signature: u64,
+}
+
 impl FunctionId {
-    /// The id of `entry` in this executable.
-    pub(crate) fn of(entry: EntryFn) -> Self {
-        FunctionId((entry as usize).wrapping_sub(anchor_address()) as u64)
+    /// The id of the function at `address`, if it lies in the image that
+    /// holds this crate (always, unless it comes from a shared library).
+    pub(crate) fn of(address: usize) -> Option<FunctionId> {
+        let code = parent_code()?;
+        code.contains(address)
+            .then(|| FunctionId((address.wrapping_sub(anchor_address())) as u64))
     }
 
     /// The address this id names in this process.
     pub(crate) fn address(self) -> usize {
         anchor_address().wrapping_add(self.0 as usize)
     }
+}
+
+/// This process's code range, read once.
+fn parent_code() -> Option<&'static CodeRange> {
+    static CODE: OnceLock<Option<CodeRange>> = OnceLock::new();
+    CODE.get_or_init(|| CodeRange::of_this_crate().ok()).as_ref()
+}
+
+/// A stable 64-bit hash of a type name (FNV-1a), for [`Call::signature`].
+pub(crate) fn signature_of(type_name: &str) -> u64 {
+    type_name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The fixed point that function ids are measured from.
@@ -66,19 +109,29 @@ pub(crate) fn anchor_address() -> usize {
 mod tests {
     use super::*;
 
-    fn runner_a(_: &[u8], _: &mut Vec<u8>) -> Result<u32, ProtocolError> {
-        Ok(1)
-    }
-    fn runner_b(_: &[u8], _: &mut Vec<u8>) -> Result<u32, ProtocolError> {
-        Ok(2)
+    fn double(x: u32) -> u32 {
+        x * 2
     }
 
     #[test]
     fn ids_point_back_at_their_function() {
-        let a = FunctionId::of(runner_a);
-        let b = FunctionId::of(runner_b);
-        assert_ne!(a, b);
-        assert_eq!(a.address(), runner_a as EntryFn as usize);
-        assert_eq!(b.address(), runner_b as EntryFn as usize);
+        let f = double as fn(u32) -> u32 as usize;
+        let id = FunctionId::of(f).unwrap();
+        assert_eq!(id.address(), f);
+        let other = FunctionId::of(anchor_address()).unwrap();
+        assert_eq!(other, FunctionId(0));
+    }
+
+    #[test]
+    fn addresses_outside_this_image_have_no_id() {
+        assert_eq!(FunctionId::of(0), None);
+        let heap = Box::new(0u8);
+        assert_eq!(FunctionId::of(&*heap as *const u8 as usize), None);
+    }
+
+    #[test]
+    fn signatures_tell_types_apart() {
+        assert_eq!(signature_of("a"), signature_of("a"));
+        assert_ne!(signature_of("procpool::Unary<u32, u64>"), signature_of("procpool::Unary<u64, u32>"));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | kind | direction | body |
 //! |------|-----------|------|
-//! | `TASK` (0x01) | parent → worker | job id u64, function id u64, item count u32, items |
+//! | `TASK` (0x01) | parent → worker | job id u64, [`Call`] (entry u64, function u64, signature u64), item count u32, items |
 //! | `READY` (0x81) | worker → parent | protocol version u32, pid u32 |
 //! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
 //! | `DONE` (0x83) | worker → parent | job id u64, item count u32, item results |
@@ -13,7 +13,7 @@
 
 use super::ProtocolError;
 use super::frame;
-use super::function::FunctionId;
+use super::function::{Call, FunctionId};
 
 pub(crate) const TASK: u8 = 0x01;
 pub(crate) const READY: u8 = 0x81;
@@ -21,16 +21,16 @@ pub(crate) const REJECT: u8 = 0x82;
 pub(crate) const DONE: u8 = 0x83;
 pub(crate) const FAULT: u8 = 0x84;
 
-const TASK_HEADER: usize = 8 + 8 + 4;
+const TASK_HEADER: usize = 8 + 8 + 8 + 8 + 4;
 const DONE_HEADER: usize = 8 + 4;
 
 /// A message to a worker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ToWorker<'a> {
-    /// Run `func` on each of the `count` items.
+    /// Run `call` on each of the `count` items.
     Task {
         job: u64,
-        func: FunctionId,
+        call: Call,
         count: u32,
         items: &'a [u8],
     },
@@ -56,14 +56,16 @@ pub(crate) fn start_task(buf: &mut Vec<u8>) {
 pub(crate) fn finish_task(
     buf: &mut [u8],
     job: u64,
-    func: FunctionId,
+    call: Call,
     count: u32,
     max_body: usize,
 ) -> Result<(), usize> {
     let h = frame::HEADER_LEN;
     buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
-    buf[h + 8..h + 16].copy_from_slice(&func.0.to_le_bytes());
-    buf[h + 16..h + 20].copy_from_slice(&count.to_le_bytes());
+    buf[h + 8..h + 16].copy_from_slice(&call.entry.0.to_le_bytes());
+    buf[h + 16..h + 24].copy_from_slice(&call.func.0.to_le_bytes());
+    buf[h + 24..h + 32].copy_from_slice(&call.signature.to_le_bytes());
+    buf[h + 32..h + 36].copy_from_slice(&count.to_le_bytes());
     frame::finish(buf, TASK, max_body).map(drop)
 }
 
@@ -134,8 +136,12 @@ impl<'a> ToWorker<'a> {
                 need(body, TASK_HEADER, "task")?;
                 Ok(ToWorker::Task {
                     job: u64_at(body, 0),
-                    func: FunctionId(u64_at(body, 8)),
-                    count: u32_at(body, 16),
+                    call: Call {
+                        entry: FunctionId(u64_at(body, 8)),
+                        func: FunctionId(u64_at(body, 16)),
+                        signature: u64_at(body, 24),
+                    },
+                    count: u32_at(body, 32),
                     items: &body[TASK_HEADER..],
                 })
             }
@@ -196,13 +202,18 @@ mod tests {
         let mut buf = Vec::new();
         start_task(&mut buf);
         buf.extend_from_slice(b"items");
-        finish_task(&mut buf, 42, FunctionId(0xdead), 3, DEFAULT_MAX_BODY).unwrap();
+        let call = Call {
+            entry: FunctionId(0xdead),
+            func: FunctionId(0xbeef),
+            signature: 7,
+        };
+        finish_task(&mut buf, 42, call, 3, DEFAULT_MAX_BODY).unwrap();
         let (kind, body) = split(&buf);
         assert_eq!(
             ToWorker::decode(kind, body).unwrap(),
             ToWorker::Task {
                 job: 42,
-                func: FunctionId(0xdead),
+                call,
                 count: 3,
                 items: b"items"
             }
@@ -247,7 +258,7 @@ mod tests {
         assert!(FromWorker::decode(READY, &[0; 9]).is_err());
         assert!(FromWorker::decode(0x55, &[]).is_err());
         assert!(FromWorker::decode(FAULT, &[0xff, 0xfe]).is_err());
-        assert!(ToWorker::decode(TASK, &[0; 19]).is_err());
+        assert!(ToWorker::decode(TASK, &[0; 35]).is_err());
         assert!(ToWorker::decode(DONE, &[0; 40]).is_err());
     }
 

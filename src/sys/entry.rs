@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::protocol::function::{EntryFn, FunctionId, anchor_address};
+use crate::protocol::function::{FunctionId, anchor_address};
 
 /// The address range of the executable mapping that holds this crate's
 /// code, read from `/proc/self/maps`.
@@ -35,45 +35,59 @@ impl CodeRange {
         })
     }
 
-    fn contains(&self, address: usize) -> bool {
+    pub(crate) fn contains(&self, address: usize) -> bool {
         (self.start..self.end).contains(&address)
     }
 }
 
-/// The chunk runner that `id` names, or `None` if it points outside this
-/// executable's code.
+/// The function of type `P` (a fn pointer type) that `id` names, or `None`
+/// if it points outside this executable's code.
 ///
 /// # Safety
 ///
-/// `id` must have been made by [`FunctionId::of`] in a process running the
-/// same executable as this one. The bootstrap handshake checks the
-/// executable; the private channel guarantees where ids come from (see
+/// `id` must have been made by [`FunctionId::of`] from a function pointer
+/// of type `P`, in a process running the same executable as this one. The
+/// bootstrap handshake checks the executable; the private channel and the
+/// call's type signature check where ids come from (see
 /// `protocol::function` for the whole argument).
-pub(crate) unsafe fn resolve(id: FunctionId, code: &CodeRange) -> Option<EntryFn> {
+pub(crate) unsafe fn resolve<P: Copy>(id: FunctionId, code: &CodeRange) -> Option<P> {
+    const {
+        assert!(
+            size_of::<P>() == size_of::<usize>(),
+            "only fn pointer types can be resolved"
+        )
+    };
     let address = id.address();
     if !code.contains(address) {
         return None;
     }
     // SAFETY: by this function's contract the parent computed `id` from a
-    // real `EntryFn` in the same executable, so `address` is that function's
-    // entry point in this process too (the image moves as a whole). The
-    // range check above keeps a corrupt id from naming data or another
-    // library; a non-null, in-code address is all a fn pointer needs.
-    Some(unsafe { std::mem::transmute::<usize, EntryFn>(address) })
+    // real `P` in the same executable, so `address` is that function's
+    // entry point in this process too (the image moves as a whole), and `P`
+    // is a fn pointer type of the same size as `usize` (checked above). The
+    // range check keeps a corrupt id from naming data or another library.
+    Some(unsafe { std::mem::transmute_copy::<usize, P>(&address) })
 }
 
-/// A value of the zero-sized task function type `F`.
-///
-/// A non-capturing closure or fn item has no bytes. The parent held a value
-/// of `F` when it submitted the task (the type is inhabited), and `F: Copy`,
-/// so making one here is exactly what copying the caller's value would do.
-pub(crate) fn conjure<F: Copy>() -> F {
-    const { assert!(size_of::<F>() == 0, "only zero-sized functions can be conjured") };
-    // SAFETY: `F` is zero-sized (checked at compile time above), so reading
-    // one touches no memory, and a dangling pointer is non-null and aligned,
-    // which is all a zero-sized read needs. `F` is inhabited and `Copy` (see
-    // above), so no invariant of `F` is broken by producing another copy.
-    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+/// Whether `F` is a fn item type: the name of one function, which has no
+/// state. Closures (whose captures cannot be seen from a generic context)
+/// are refused. Fails closed: any type whose name has a brace is refused.
+pub(crate) fn is_fn_item<F>() -> bool {
+    size_of::<F>() == 0 && !std::any::type_name::<F>().contains('{')
+}
+
+/// The value of the fn item type `F`, or `None` if `F` is not a fn item
+/// type ([`is_fn_item`]).
+pub(crate) fn fn_item<F: Copy>() -> Option<F> {
+    if !is_fn_item::<F>() {
+        return None;
+    }
+    // SAFETY: `F` is zero-sized, so reading one touches no memory, and a
+    // dangling pointer is non-null and aligned, which is all a zero-sized
+    // read needs. `F` is a fn item type (checked above): it names one
+    // function and has exactly one value, with no state and no invariant,
+    // so this is that value.
+    Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
 }
 
 #[cfg(test)]
@@ -100,30 +114,41 @@ mod tests {
 
     #[test]
     fn resolves_ids_inside_the_code_and_refuses_others() {
-        fn runner(_: &[u8], out: &mut Vec<u8>) -> Result<u32, crate::protocol::ProtocolError> {
-            out.push(1);
-            Ok(5)
+        fn triple(x: u32) -> u32 {
+            x * 3
         }
         let code = CodeRange::of_this_crate().unwrap();
-        let id = FunctionId::of(runner);
-        // SAFETY: `id` was made by `FunctionId::of` in this very process.
-        let f = unsafe { resolve(id, &code) }.unwrap();
-        let mut out = Vec::new();
-        assert_eq!(f(&[], &mut out), Ok(5));
-        assert_eq!(out, [1]);
+        let id = FunctionId::of(triple as fn(u32) -> u32 as usize).unwrap();
+        // SAFETY: `id` was made by `FunctionId::of` from a `fn(u32) -> u32`
+        // in this very process.
+        let f = unsafe { resolve::<fn(u32) -> u32>(id, &code) }.unwrap();
+        assert_eq!(f(5), 15);
         let far = FunctionId(id.0.wrapping_add(1 << 40));
-        // SAFETY: an id outside the code range is refused before any call.
-        assert!(unsafe { resolve(far, &code) }.is_none());
+        // SAFETY: an id outside the code range is refused before any use.
+        assert!(unsafe { resolve::<fn(u32) -> u32>(far, &code) }.is_none());
     }
 
     #[test]
-    fn conjured_closures_behave_like_the_original() {
-        fn make() -> impl Fn(u32) -> u32 + Copy {
-            |x| x * 3
+    fn only_fn_items_count_as_fn_items() {
+        fn item(x: u8) -> u8 {
+            x
         }
-        fn call_conjured<F: Fn(u32) -> u32 + Copy>(_: F) -> u32 {
-            conjure::<F>()(7)
+        fn check<F: Copy>(_: F) -> bool {
+            is_fn_item::<F>()
         }
-        assert_eq!(call_conjured(make()), 21);
+        assert!(check(item));
+        assert!(check(u8::pow));
+        assert!(!check(|x: u8| x), "a closure");
+        let token = ();
+        assert!(!check(move |x: u8| {
+            let () = token;
+            x
+        }));
+        assert!(!check(item as fn(u8) -> u8), "a fn pointer");
+        fn get<F: Copy + Fn(u8) -> u8>(_: F) -> Option<u8> {
+            fn_item::<F>().map(|f| f(9))
+        }
+        assert_eq!(get(item), Some(9));
+        assert_eq!(get(|x| x + 1), None);
     }
 }

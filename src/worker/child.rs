@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 
 use crate::bootstrap::{EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, Identity, WorkerEnv};
 use crate::protocol::frame::{self, DEFAULT_MAX_BODY, ReadError};
+use crate::protocol::function::EntryFn;
 use crate::protocol::message::{self, ToWorker};
 use crate::protocol::{PROTOCOL_VERSION, items};
 use crate::sys;
@@ -97,26 +98,26 @@ fn serve(channel: &UnixStream, code: &CodeRange) -> i32 {
             Err(ReadError::Protocol(e)) => return fault(channel, &e.0),
             Err(ReadError::Io(e)) => return fault(channel, &format!("reading from the parent: {e}")),
         };
-        let (job, func, count, items) = match ToWorker::decode(kind, &body) {
+        let (job, call, count, items) = match ToWorker::decode(kind, &body) {
             Ok(ToWorker::Task {
                 job,
-                func,
+                call,
                 count,
                 items,
-            }) => (job, func, count, items),
+            }) => (job, call, count, items),
             Err(e) => return fault(channel, &e.0),
         };
-        // SAFETY: `func` comes from the parent over the private channel, and
-        // the parent runs this same executable (checked by `check` before
-        // `READY`); see `protocol::function` for the whole argument.
-        let Some(entry) = (unsafe { sys::entry::resolve(func, code) }) else {
+        // SAFETY: `call.entry` comes from the parent over the private
+        // channel, made from a real `EntryFn` in this same executable
+        // (checked by `check` before `READY`); see `protocol::function`.
+        let Some(entry) = (unsafe { sys::entry::resolve::<EntryFn>(call.entry, code) }) else {
             return fault(
                 channel,
-                &format!("function id {:#x} is outside this executable's code", func.0),
+                &format!("entry id {:#x} is outside this executable's code", call.entry.0),
             );
         };
         message::start_done(&mut out);
-        match entry(items, &mut out) {
+        match entry(call, code, items, &mut out) {
             Ok(n) if n == count => {}
             Ok(n) => {
                 return fault(

@@ -26,6 +26,14 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 /// A partial line longer than this is passed on as it is.
 const MAX_PARTIAL: usize = 64 * 1024;
 
+/// How many reads per pipe the relay thread makes before it lets go of the
+/// lock.
+const RELAY_TURN: usize = 8;
+
+/// How many reads per pipe a drain makes at most (16 MiB): all a task
+/// printed, unless something it started keeps printing into the same pipe.
+const DRAIN_TURN: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Stdout,
@@ -85,13 +93,13 @@ impl Output {
 
     /// Passes on every complete line the worker has written so far.
     pub(crate) fn drain(&self) {
-        self.shared.pump(false);
+        self.shared.pump(false, DRAIN_TURN);
     }
 
     /// The worker has exited: passes on everything it wrote, including an
     /// unfinished last line.
     pub(crate) fn finish(&self) {
-        self.shared.pump(true);
+        self.shared.pump(true, DRAIN_TURN);
     }
 }
 
@@ -120,41 +128,53 @@ impl Shared {
                 Err(_) => return,
             }
             drop(fds);
-            self.pump(false);
+            self.pump(false, RELAY_TURN);
         }
     }
 
-    /// Reads whatever is in the pipes and passes on complete lines (and,
-    /// with `all`, the rest too).
-    fn pump(&self, all: bool) {
+    /// Reads what is in the pipes (at most `turn` reads per pipe, so that a
+    /// process that prints without pause cannot keep the lock) and passes
+    /// on complete lines; with `all`, the rest too.
+    fn pump(&self, all: bool, turn: usize) {
         let mut buffers = self.lock();
         let mut chunk = [0u8; 16 * 1024];
         for (i, pipe) in self.pipes.iter().enumerate() {
-            while !buffers.closed[i] {
+            let mut reads = 0;
+            while !buffers.closed[i] && reads < turn {
                 match nix::unistd::read(pipe.fd.as_fd(), &mut chunk) {
                     Ok(0) => buffers.closed[i] = true,
-                    Ok(n) => buffers.partial[i].extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        reads += 1;
+                        buffers.partial[i].extend_from_slice(&chunk[..n]);
+                        emit_lines(pipe.target, &mut buffers.partial[i], false);
+                    }
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) => break,
                     Err(_) => buffers.closed[i] = true,
                 }
             }
-            let closed = buffers.closed[i];
-            let partial = &mut buffers.partial[i];
-            let complete = if all || closed || partial.len() > MAX_PARTIAL {
-                partial.len()
-            } else {
-                partial.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
-            };
-            if complete > 0 {
-                let mut lines: Vec<u8> = partial.drain(..complete).collect();
-                if lines.last() != Some(&b'\n') {
-                    lines.push(b'\n');
-                }
-                emit(pipe.target, &lines);
-            }
+            let rest = all || buffers.closed[i];
+            emit_lines(pipe.target, &mut buffers.partial[i], rest);
         }
     }
+}
+
+/// Passes on the complete lines at the front of `partial` (all of it with
+/// `rest`, or when it has grown past [`MAX_PARTIAL`]).
+fn emit_lines(target: Target, partial: &mut Vec<u8>, rest: bool) {
+    let complete = if rest || partial.len() > MAX_PARTIAL {
+        partial.len()
+    } else {
+        partial.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
+    };
+    if complete == 0 {
+        return;
+    }
+    let mut lines: Vec<u8> = partial.drain(..complete).collect();
+    if lines.last() != Some(&b'\n') {
+        lines.push(b'\n');
+    }
+    emit(target, &lines);
 }
 
 /// Writes whole lines to the parent's stream in one go, under the lock that
