@@ -52,12 +52,15 @@
 //!
 //! # Task functions
 //!
-//! A task function is a fn item or a closure that captures nothing, of one
-//! argument (use a tuple for several, or [`Pool::starmap`]). Its argument
-//! and result implement `Serialize` and `Deserialize`. There is nothing to
-//! register. A closure that captures variables is refused at compile time,
-//! with a message that says why: the worker is another process and cannot
-//! see them.
+//! A task function is a `fn(A) -> R`: a fn item, or a closure that captures
+//! nothing, of one argument (use a tuple for several, or [`Pool::starmap`],
+//! which takes named functions of 2 to 4 arguments). Its argument and
+//! result implement `Serialize` and `Deserialize`; every serde feature
+//! works. There is nothing to register: the function travels as its
+//! address in the (identical) worker executable. A closure that captures
+//! variables is refused at compile time, with rustc's note that closures
+//! "can only be coerced to `fn` types if they do not capture any
+//! variables": the worker is another process and cannot see them.
 //!
 //! ```compile_fail,E0308
 //! let pool = procpool::Pool::new(1).unwrap();
@@ -71,8 +74,11 @@
 //! *spawn* start method). A constructor in procpool takes over such a
 //! process before its `main` runs, so there is nothing to add to `main`, and
 //! tests (`cargo test`, `cargo nextest`, doc tests) work as they are: each
-//! test binary is its own worker executable. Each worker checks that it is
-//! the same executable as the parent before it serves. Each worker has a
+//! test binary is its own worker executable. The program's own static
+//! constructors (C++ statics, `inventory` registrations) run in a worker
+//! before it takes over, except those of crates linked after procpool. Each
+//! worker checks that it is the same executable as the parent before it
+//! serves. Each worker has a
 //! private socket to the parent; its stdin is empty and its stdout and
 //! stderr are the parent's.
 //!

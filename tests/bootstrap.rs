@@ -170,3 +170,33 @@ fn a_task_can_use_a_pool_of_its_own() {
     assert_eq!(squares, [0, 1, 4, 9, 16]);
     assert_eq!(pool.worker_pids(), [pid]);
 }
+
+static CONSTRUCTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A plain, unprioritised `.init_array` entry: what C++ static
+/// initialisers and crates like `inventory` emit.
+#[used]
+// SAFETY: the function only stores to an atomic; it is safe to run before
+// `main`.
+#[unsafe(link_section = ".init_array")]
+static PROGRAM_CONSTRUCTOR: extern "C" fn() = {
+    extern "C" fn construct() {
+        CONSTRUCTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    construct
+};
+
+#[test]
+fn the_programs_own_constructors_run_in_workers_before_tasks() {
+    // Static constructors of the program (C++ statics, `inventory`
+    // registrations, `#[ctor]`s) run before a worker takes over.
+    fn constructed(_: ()) -> bool {
+        CONSTRUCTED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    assert!(constructed(()), "the constructor did not run in the parent");
+    let pool = Pool::new(1).unwrap();
+    assert!(
+        pool.apply(constructed, ()).unwrap(),
+        "the constructor did not run in the worker"
+    );
+}

@@ -201,3 +201,44 @@ fn a_pool_is_usable_from_many_threads_and_terminable_from_another() {
         assert!(result.unwrap_err().is_terminated());
     }
 }
+
+#[test]
+fn terminate_right_after_a_death_leaves_no_stale_pid() {
+    for _ in 0..10 {
+        let pool = Pool::new(2).unwrap();
+        let err = pool
+            .apply(|_: ()| -> u8 { std::process::exit(9) }, ())
+            .unwrap_err();
+        assert!(err.is_worker_died());
+        // A replacement is starting now; terminate cuts its handshake.
+        pool.terminate();
+        assert_eq!(pool.worker_pids(), Vec::<u32>::new());
+    }
+}
+
+#[test]
+fn join_while_an_imap_is_consumed_never_strands_work() {
+    for round in 0..30 {
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let lazy = pool.with_chunksize(1).imap(|x: u32| x, 0..200).unwrap();
+        pool.close();
+        let joiner = {
+            let pool = std::sync::Arc::clone(&pool);
+            std::thread::spawn(move || pool.join())
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcomes: Vec<_> = lazy.collect();
+            let _ = tx.send(outcomes);
+        });
+        let outcomes = rx
+            .recv_timeout(common::HANG)
+            .unwrap_or_else(|_| panic!("round {round}: imap hung"));
+        assert_eq!(outcomes.len(), 200);
+        for r in &outcomes {
+            // Items run, or are refused once the pool joins; never lost.
+            assert!(matches!(r, Ok(_) | Err(Error::Closed)), "round {round}: {r:?}");
+        }
+        joiner.join().unwrap().unwrap();
+    }
+}

@@ -127,3 +127,24 @@ fn worker_output_reaches_the_parents_terminal() {
         .collect();
     assert_eq!(warnings, (0..LINES).collect(), "stderr lines missing");
 }
+
+#[test]
+fn a_parent_holding_the_stdout_lock_still_gets_its_results() {
+    // The relay writes to descriptor 1 directly, never through the lock
+    // that the parent's own `print!`s take.
+    let pool = Pool::new(1).unwrap();
+    let lock = std::io::stdout().lock();
+    let h = pool
+        .apply_async(
+            |i: u32| println!("printed by task {i} while the parent holds the lock"),
+            1,
+        )
+        .unwrap();
+    assert!(
+        h.get_timeout(common::HANG).is_ok(),
+        "the result waited for the stdout lock"
+    );
+    // Dropping the pool while still holding it must not block either.
+    drop(pool);
+    drop(lock);
+}

@@ -194,3 +194,30 @@ fn deaths_in_a_row_never_shrink_the_pool() {
     }
     assert_pool_whole(&pool);
 }
+
+#[test]
+fn death_while_sending_a_result_is_a_death_not_a_protocol_error() {
+    fn big_then_die((bytes, delay_us): (usize, u64)) -> serde_bytes::ByteBuf {
+        // Another thread kills the worker while this one returns (and the
+        // worker writes) a large result; the delays sweep across the write.
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_micros(delay_us));
+            let _ = raise(Signal::SIGKILL);
+        });
+        serde_bytes::ByteBuf::from(vec![7; bytes])
+    }
+    let pool = Pool::new(2).unwrap();
+    let mut deaths = 0;
+    for delay_us in (0..40).map(|i| i * 2_500) {
+        match pool.apply(big_then_die, (64 << 20, delay_us)) {
+            Ok(v) => assert_eq!(v.len(), 64 << 20),
+            Err(Error::WorkerDied { cause, .. }) => {
+                assert_eq!(cause.signal(), Some(9));
+                deaths += 1;
+            }
+            Err(other) => panic!("a death while writing reported as {other:?}"),
+        }
+    }
+    assert!(deaths > 0, "no worker died: the test did not test anything");
+    assert_pool_whole(&pool);
+}

@@ -12,6 +12,13 @@
 //! binaries and in doc tests: whatever the `main`, the worker never reaches
 //! it.
 //!
+//! The constructor is an ordinary (unprioritised) `.init_array` entry, so
+//! the loader runs it in link order: after prioritised constructors (the
+//! Rust runtime's own) and the program crate's constructors (C++ statics,
+//! `inventory` registrations, `#[ctor]`s), which are linked first. A
+//! dependency linked after procpool would have its constructors run after
+//! the worker took over, that is, never.
+//!
 //! If the constructor did not run (a platform or link setup that drops
 //! constructors), the copy would run `main`. Two guards keep that from
 //! turning into a hang or a chain of processes: `main` sees an unknown
@@ -24,6 +31,7 @@
 mod identity;
 
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use identity::{Identity, WorkerEnv};
 
@@ -74,6 +82,12 @@ fn refuse_if_worker(marker: Option<OsString>) -> Result<(), Error> {
 }
 
 fn notify_parent(value: &OsString, reason: &str) {
+    // The descriptor is taken over (and closed) once: a second `Pool::new`
+    // must not close whatever has reused its number since.
+    static NOTIFIED: AtomicBool = AtomicBool::new(false);
+    if NOTIFIED.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let Some(env) = value.to_str().and_then(|v| WorkerEnv::parse(v).ok()) else {
         return;
     };

@@ -255,7 +255,7 @@ impl<'p> Call<'p, NoCallbacks> {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
+        I::IntoIter: Send + 'a,
     {
         stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, true).map(IMap)
     }
@@ -279,7 +279,7 @@ impl<'p> Call<'p, NoCallbacks> {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
+        I::IntoIter: Send + 'a,
     {
         stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, false).map(IMapUnordered)
     }
@@ -495,7 +495,7 @@ where
     // reason instead of a result.
     shared
         .submit(job, Admission::New)
-        .map_err(|refused| refused.error)?;
+        .map_err(|refused| refused.into_error())?;
     Ok(AsyncResult::new(slot))
 }
 
@@ -576,7 +576,7 @@ where
     K::In: Serialize,
     K::Out: DeserializeOwned + Send,
     I: IntoIterator<Item = K::In>,
-    I::IntoIter: 'a,
+    I::IntoIter: Send + 'a,
 {
     check_chunksize(chunksize)?;
     shared.check_open()?;

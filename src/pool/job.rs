@@ -56,6 +56,13 @@ impl Ticket {
             sink.complete(&self.meta, outcome);
         }
     }
+
+    /// Drops the ticket without an outcome, for a job the caller is told
+    /// about directly: its callbacks do not run, and its result (which
+    /// nobody holds) resolves to [`Error::Terminated`].
+    pub(crate) fn abandon(mut self) {
+        self.sink = None;
+    }
 }
 
 impl Drop for Ticket {

@@ -274,7 +274,8 @@ impl Pool {
     /// result, in input order, as soon as it and those before it are done.
     ///
     /// The input is read as the results are consumed (a window of four
-    /// chunks per worker ahead), so it may be endless. The chunk size is 1
+    /// chunks per worker ahead), so it may be endless. It must be `Send`, so
+    /// that the iterator can move to another thread. The chunk size is 1
     /// unless the input's length is known from its size hint; then it is
     /// CPython's `map` default.
     ///
@@ -299,7 +300,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
+        I::IntoIter: Send + 'a,
     {
         Call::new(self).imap(f, items)
     }
@@ -324,7 +325,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
+        I::IntoIter: Send + 'a,
     {
         Call::new(self).imap_unordered(f, items)
     }
@@ -536,5 +537,8 @@ mod tests {
         check::<Pool>();
         check::<PoolBuilder>();
         check::<AsyncResult<String>>();
+        fn send<T: Send>() {}
+        send::<IMap<'static, String>>();
+        send::<IMapUnordered<'static, String>>();
     }
 }

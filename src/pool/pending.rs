@@ -18,6 +18,11 @@ impl Pending {
         PendingToken(Arc::clone(self))
     }
 
+    /// Whether nothing is outstanding now.
+    pub(crate) fn is_zero(&self) -> bool {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) == 0
+    }
+
     /// Blocks until nothing is outstanding.
     pub(crate) fn wait_zero(&self) {
         let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());

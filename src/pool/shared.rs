@@ -68,6 +68,13 @@ impl Refused {
     pub(crate) fn fail(self) {
         self.job.fail(self.error);
     }
+
+    /// The reason, for a caller that reports it itself; the job is dropped
+    /// without running its callbacks.
+    pub(crate) fn into_error(self) -> Error {
+        self.job.ticket.abandon();
+        self.error
+    }
 }
 
 /// A job to send now, on this channel.
@@ -222,6 +229,17 @@ impl Shared {
         true
     }
 
+    /// The worker started for `seat` did not join the pool (its handshake
+    /// failed, or the pool stopped): forget it.
+    pub(crate) fn worker_gone(&self, seat: usize) {
+        let mut state = self.lock();
+        state.idle.retain(|&i| i != seat);
+        let s = &mut state.seats[seat];
+        debug_assert!(s.current.is_none(), "a worker that never joined holds no job");
+        s.pid = None;
+        s.channel = None;
+    }
+
     /// The worker of `seat` passed its handshake: it joins the pool and
     /// gets a job if one waits. `Err` if the pool no longer wants workers.
     pub(crate) fn worker_ready(&self, seat: usize) -> Result<Option<Dispatch>, Lifecycle> {
@@ -336,13 +354,24 @@ impl Shared {
             // The pending work includes the callback we are running in.
             return Err(Error::WaitInCallback);
         }
-        self.pending.wait_zero();
-        let channels: Vec<_> = {
+        let channels: Vec<_> = loop {
+            self.pending.wait_zero();
             let mut state = self.lock();
-            if state.lifecycle == Lifecycle::Closed {
-                state.lifecycle = Lifecycle::Joining;
+            if state.lifecycle == Lifecycle::Terminated {
+                drop(state);
+                self.join_threads();
+                return Ok(());
             }
-            state.seats.iter().filter_map(|s| s.channel.clone()).collect()
+            // Every job holds a pending token from before it is submitted,
+            // and submitting takes this lock: checking again here, under
+            // it, leaves no window for a continuation (a later chunk of an
+            // `imap`) to slip in after the wait and be stranded.
+            if !self.pending.is_zero() {
+                continue;
+            }
+            debug_assert!(state.queue.is_empty(), "queued jobs hold pending tokens");
+            state.lifecycle = Lifecycle::Joining;
+            break state.seats.iter().filter_map(|s| s.channel.clone()).collect();
         };
         for channel in channels {
             channel.finish();

@@ -112,6 +112,7 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
         other => return other,
     };
     if let Err(e) = worker.handshake(&shared.start) {
+        shared.worker_gone(seat);
         return match shared.lifecycle().replaces_workers() {
             true => BringUp::Failed(e),
             false => BringUp::Stopped,
@@ -126,6 +127,7 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
         }
         Err(_) => {
             worker.kill_and_reap();
+            shared.worker_gone(seat);
             BringUp::Stopped
         }
     }

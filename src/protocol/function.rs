@@ -132,6 +132,9 @@ mod tests {
     #[test]
     fn signatures_tell_types_apart() {
         assert_eq!(signature_of("a"), signature_of("a"));
-        assert_ne!(signature_of("procpool::Unary<u32, u64>"), signature_of("procpool::Unary<u64, u32>"));
+        assert_ne!(
+            signature_of("procpool::Unary<u32, u64>"),
+            signature_of("procpool::Unary<u64, u32>")
+        );
     }
 }

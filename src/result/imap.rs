@@ -19,7 +19,7 @@ use crate::result::sink::ChunkResults;
 
 /// Makes chunk number `chunk` starting at input position `first`; `None`
 /// when the input is exhausted.
-pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Job> + 'a>;
+pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Job> + Send + 'a>;
 
 /// What both iterators share.
 pub(crate) struct Stream<'a, R> {

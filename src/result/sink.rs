@@ -161,7 +161,9 @@ struct CollectState<R: Send + 'static> {
     parts: Vec<Option<Vec<R>>>,
     done: usize,
     total: Option<usize>,
-    error: Option<Error>,
+    /// The failure at the lowest input position so far, with that position
+    /// (an error need not carry an index: a protocol failure does not).
+    error: Option<(usize, Error)>,
     resolver: Option<Resolver<Vec<R>>>,
 }
 
@@ -193,7 +195,7 @@ impl<R: Send + 'static> Collect<R> {
             return;
         };
         let result = match state.error.take() {
-            Some(error) => Err(error),
+            Some((_, error)) => Err(error),
             None => {
                 let parts = std::mem::take(&mut state.parts);
                 let mut values = Vec::with_capacity(parts.iter().flatten().map(Vec::len).sum());
@@ -213,11 +215,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
         let results = decode_chunk::<R>(meta, outcome, true);
         let mut values = Vec::with_capacity(results.len());
         let mut first_error = None;
-        for result in results {
+        for (pos, result) in results.into_iter().enumerate() {
             match result {
                 Ok(v) => values.push(v),
                 Err(e) => {
-                    first_error = Some(e);
+                    first_error = Some((meta.first + pos, e));
                     break;
                 }
             }
@@ -225,9 +227,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.done += 1;
         match first_error {
-            Some(e) => {
-                if state.error.as_ref().is_none_or(|old| e.index() < old.index()) {
-                    state.error = Some(e);
+            Some((at, e)) => {
+                if state.error.as_ref().is_none_or(|(old, _)| at < *old) {
+                    state.error = Some((at, e));
                 }
                 state.parts.clear();
             }
@@ -354,6 +356,38 @@ mod tests {
         items::push_bytes(&mut bad, 99, b"");
         assert!(validate(&bad, 1).is_err());
         assert!(validate(&buf[..buf.len() - 1], 6).is_err());
+    }
+
+    #[test]
+    fn map_keeps_the_failure_at_the_lowest_position_even_without_an_index() {
+        use crate::pool::callbacks::CallbackThread;
+        use crate::pool::pending::Pending;
+        use crate::result::slot::AsyncResult;
+        let thread = CallbackThread::start().unwrap();
+        let pending = Arc::new(Pending::default());
+        let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
+        let collect = Collect::<u32>::new(resolver);
+        let chunk = |chunk, first| ChunkMeta {
+            chunk,
+            first,
+            count: 2,
+            holes: Vec::new(),
+        };
+        // Chunk 1 (positions 2..4) fails first, with an error that carries
+        // no index; chunk 0 (positions 0..2) then fails at position 1.
+        let protocol = Error::Protocol {
+            pid: 1,
+            message: "garbage".into(),
+        };
+        collect.complete(&chunk(1, 2), ChunkOutcome::Failed(protocol));
+        let mut buf = Vec::new();
+        items::push_with(&mut buf, items::RES_OK, |b| codec::encode(&1u32, b)).unwrap();
+        let panic = RemotePanic::new("first".into(), None, None);
+        items::push_with(&mut buf, items::RES_PANIC, |b| codec::encode(&panic, b)).unwrap();
+        collect.complete(&chunk(0, 0), ChunkOutcome::Results(&buf));
+        collect.seal(2);
+        let err = AsyncResult::new(slot).get().unwrap_err();
+        assert!(matches!(&err, Error::Panicked { index: Some(1), .. }), "{err:?}");
     }
 
     #[test]

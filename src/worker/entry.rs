@@ -1,8 +1,8 @@
 //! The chunk runner: what a `TASK` frame's function id points at.
 
 use crate::protocol::ProtocolError;
-use crate::protocol::function::Call;
 use crate::protocol::codec;
+use crate::protocol::function::Call;
 use crate::protocol::items::{self, ARG_HOLE, ARG_VALUE, Items, PushError};
 use crate::sys::entry::CodeRange;
 use crate::task::Kernel;

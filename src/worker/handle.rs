@@ -248,9 +248,8 @@ impl WorkerProcess {
         let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
             Ok(kind) => kind,
             Err(ReadError::Closed) => return Err(RecvError::Closed),
-            Err(ReadError::Truncated) => {
-                return Err(RecvError::Broken(ProtocolError::new("a frame was cut short")));
-            }
+            // Cut short: the worker died while it was writing.
+            Err(ReadError::Truncated) => return Err(RecvError::Closed),
             Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
             Err(ReadError::Io(_)) => return Err(RecvError::Closed),
         };

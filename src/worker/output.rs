@@ -3,18 +3,17 @@
 //!
 //! A worker's standard output and error are pipes to the parent. A relay
 //! thread per worker copies complete lines to the parent's stdout and
-//! stderr, one write per batch of lines while holding the parent's lock on
-//! that stream, so lines from different workers (and the parent's own
-//! `println!`s) never splice into each other, even for writers that emit a
-//! line in pieces (Rust's unbuffered `eprintln!` does). A line without its
-//! newline waits for the rest (up to 64 KiB).
+//! stderr (descriptors 1 and 2), one `write` per batch of whole lines, so
+//! lines from different workers never splice into each other, even for
+//! writers that emit a line in pieces (Rust's unbuffered `eprintln!` does).
+//! A line without its newline waits for the rest (up to 64 KiB).
 //!
 //! Before a task's result is delivered, its supervisor [`drain`s](Output::drain)
 //! the pipes, so what a task printed is on the terminal before its result is
 //! in the caller's hands. The pipes outlive the worker: what a worker wrote
 //! just before it crashed is still relayed ([`Output::finish`]).
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ChildStderr, ChildStdout};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -177,15 +176,29 @@ fn emit_lines(target: Target, partial: &mut Vec<u8>, rest: bool) {
     emit(target, &lines);
 }
 
-/// Writes whole lines to the parent's stream in one go, under the lock that
-/// the parent's own `print!`s take.
-fn emit(target: Target, lines: &[u8]) {
-    // A parent whose output is closed loses worker output, like its own.
-    let _ = match target {
-        Target::Stdout => {
-            let mut out = io::stdout().lock();
-            out.write_all(lines).and_then(|()| out.flush())
-        }
-        Target::Stderr => io::stderr().lock().write_all(lines),
+/// Writes whole lines to the parent's descriptor, with `write(2)` directly:
+/// not through Rust's `Stdout`/`Stderr`, whose locks a parent thread may
+/// hold while it waits for a result (which would deadlock the relay). Each
+/// call writes complete lines, so they do not splice into the parent's own
+/// lines either (Rust's stdout also writes whole lines).
+fn emit(target: Target, mut lines: &[u8]) {
+    let (stdout, stderr) = (io::stdout(), io::stderr());
+    let fd = match target {
+        Target::Stdout => stdout.as_fd(),
+        Target::Stderr => stderr.as_fd(),
     };
+    while !lines.is_empty() {
+        match nix::unistd::write(fd, lines) {
+            Ok(0) => return,
+            Ok(n) => lines = &lines[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                // A non-blocking descriptor: wait until it takes more.
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::from(100u8));
+            }
+            // A parent whose output is closed loses worker output, like its own.
+            Err(_) => return,
+        }
+    }
 }
