@@ -221,3 +221,38 @@ fn death_while_sending_a_result_is_a_death_not_a_protocol_error() {
     assert!(deaths > 0, "no worker died: the test did not test anything");
     assert_pool_whole(&pool);
 }
+
+#[test]
+fn a_death_is_seen_even_when_a_forked_child_keeps_the_channel_open() {
+    // The task forks (without exec): the grandchild inherits the worker's
+    // channel and output pipes and outlives the worker. The worker's death
+    // must still be reported at once.
+    fn fork_then_die(pid_file: String) -> u8 {
+        // SAFETY: the child only calls async-signal-safe functions (sleep
+        // via nanosleep, _exit) before it ends.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                // SAFETY: `_exit` is always safe to call.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                std::fs::write(pid_file, child.as_raw().to_string()).unwrap();
+                std::process::abort()
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild").to_str().unwrap().to_owned();
+    let pool = Pool::new(1).unwrap();
+    let h = pool.apply_async(fork_then_die, pid_file.clone()).unwrap();
+    let outcome = h.get_timeout(common::HANG);
+    let grandchild: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), Signal::SIGKILL);
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(&err, Error::WorkerDied { cause, .. } if cause.signal() == Some(6)),
+        "{err:?}"
+    );
+    assert_pool_whole(&pool);
+}

@@ -1,6 +1,6 @@
 //! Process-wide settings and exits of a worker process.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -46,4 +46,20 @@ pub(crate) fn wait_for_hangup(fd: impl AsFd) {
             Err(_) => return,
         }
     }
+}
+
+/// A pidfd for the child `pid`: readable once the child has exited. `None`
+/// on kernels without `pidfd_open` (before Linux 5.3).
+///
+/// `pid` must be an unreaped child of this process, so that it cannot have
+/// been reused by another process.
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: `pidfd_open(pid, 0)` takes two integers and returns a new
+    // descriptor or -1; it reads and writes no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just created this descriptor for us; nothing else
+    // in the process knows it, so this is its only owner.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -6,8 +6,8 @@
 //! [`Channel`], so that a submitting thread can hand a task straight to an
 //! idle worker.
 
-use std::io::{self, BufReader};
-use std::os::fd::AsRawFd;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -22,6 +22,9 @@ use crate::protocol::message::FromWorker;
 use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
 use crate::sys;
 use crate::worker::output::Output;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{MsgFlags, recv};
 
 /// How long a worker that ended its handshake early may take to exit.
 const HANDSHAKE_EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -90,6 +93,64 @@ pub(crate) enum RecvError {
     Broken(ProtocolError),
 }
 
+/// The reading end of a worker's channel, which also watches the worker
+/// process: a read returns end-of-file once the worker has exited, even if
+/// another process (one the worker forked) still holds the channel open.
+#[derive(Debug)]
+struct Watched {
+    stream: UnixStream,
+    /// Readable once the worker has exited (`None` on old kernels: then
+    /// only the channel's end tells).
+    exited: Option<OwnedFd>,
+    /// Reads fail with `TimedOut` after this (the handshake's limit).
+    deadline: Option<Instant>,
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // Data first: a worker may write its last result, then exit.
+            match recv(self.stream.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECONNRESET) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+            let timeout = match self.deadline {
+                None => PollTimeout::NONE,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            if let Some(exited) = &self.exited {
+                fds.push(PollFd::new(exited.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
+            let gone = fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty());
+            if gone && !readable {
+                // The worker exited; whoever still holds the channel is not
+                // the worker.
+                return Ok(0);
+            }
+        }
+    }
+}
+
 /// Why a handshake failed, and whether the worker is ending on its own.
 #[derive(Debug)]
 struct HandshakeFailure {
@@ -103,7 +164,7 @@ pub(crate) struct WorkerProcess {
     child: Option<Child>,
     output: Output,
     pid: u32,
-    reader: BufReader<UnixStream>,
+    reader: BufReader<Watched>,
     channel: Arc<Channel>,
     body: Vec<u8>,
     max_body: usize,
@@ -149,7 +210,14 @@ impl WorkerProcess {
             pid,
             output,
             child: Some(child),
-            reader: BufReader::with_capacity(64 * 1024, ours),
+            reader: BufReader::with_capacity(
+                64 * 1024,
+                Watched {
+                    stream: ours,
+                    exited: sys::process::pidfd_open(pid),
+                    deadline: None,
+                },
+            ),
             channel: Arc::new(Channel {
                 stream: writer,
                 write: Mutex::new(()),
@@ -187,12 +255,9 @@ impl WorkerProcess {
             reason,
             exiting: true,
         };
-        let stream = self.reader.get_ref();
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| exiting(e.to_string()))?;
+        self.reader.get_mut().deadline = Some(Instant::now() + timeout);
         let first = frame::read_frame(&mut self.reader, &mut self.body, self.max_body);
-        let _ = self.reader.get_ref().set_read_timeout(None);
+        self.reader.get_mut().deadline = None;
         let kind = match first {
             Ok(kind) => kind,
             Err(ReadError::Io(e))
