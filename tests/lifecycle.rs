@@ -21,6 +21,17 @@ fn workers(pool: &Pool) -> Vec<Proc> {
     pool.worker_pids().into_iter().map(Proc::new).collect()
 }
 
+fn assert_reaped(procs: &[Proc]) {
+    for p in procs {
+        assert!(
+            p.is_gone(),
+            "worker {} left behind (zombie: {})",
+            p.pid,
+            p.is_zombie()
+        );
+    }
+}
+
 #[test]
 fn terminate_is_prompt_with_thousands_of_long_tasks_pending() {
     let pool = Pool::new(3).unwrap();
@@ -88,14 +99,7 @@ fn dropping_a_pool_kills_and_reaps_its_workers() {
         (workers(&pool), h, still_held)
         // The pool is dropped here, its task still held at the gate.
     };
-    for p in &procs {
-        assert!(
-            p.is_gone(),
-            "worker {} left behind (zombie: {})",
-            p.pid,
-            p.is_zombie()
-        );
-    }
+    assert_reaped(&procs);
     assert!(pending.get().unwrap_err().is_terminated());
 }
 
@@ -106,14 +110,7 @@ fn join_reaps_every_worker() {
     assert_eq!(pool.map(|x: u32| x, 0..100).unwrap().len(), 100);
     pool.close();
     pool.join().unwrap();
-    for p in &procs {
-        assert!(
-            p.is_gone(),
-            "worker {} left behind (zombie: {})",
-            p.pid,
-            p.is_zombie()
-        );
-    }
+    assert_reaped(&procs);
     assert!(pool.worker_pids().is_empty());
     // Joining twice is harmless.
     pool.join().unwrap();
@@ -132,14 +129,7 @@ fn replaced_workers_are_reaped_too() {
     }
     seen.extend(workers(&pool));
     drop(pool);
-    for p in &seen {
-        assert!(
-            p.is_gone(),
-            "worker {} left behind (zombie: {})",
-            p.pid,
-            p.is_zombie()
-        );
-    }
+    assert_reaped(&seen);
 }
 
 #[test]

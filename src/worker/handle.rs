@@ -6,8 +6,8 @@
 //! [`Channel`], so that a submitting thread can hand a task straight to an
 //! idle worker.
 
-use std::io::{self, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{self, BufReader};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -21,10 +21,7 @@ use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::FromWorker;
 use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
 use crate::sys;
-use crate::worker::output::Output;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{MsgFlags, recv};
+use crate::worker::output::{ExitWatch, Output};
 
 /// How long a worker that ended its handshake early may take to exit.
 const HANDSHAKE_EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -78,6 +75,12 @@ impl Channel {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
+    /// Ends reading: the supervisor's blocked read returns (after what the
+    /// worker already sent) with the end of the channel.
+    pub(crate) fn stop_reading(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+    }
+
     /// Cuts the channel both ways: the worker's reader sees the end at once.
     pub(crate) fn cut(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
@@ -93,64 +96,6 @@ pub(crate) enum RecvError {
     Broken(ProtocolError),
 }
 
-/// The reading end of a worker's channel, which also watches the worker
-/// process: a read returns end-of-file once the worker has exited, even if
-/// another process (one the worker forked) still holds the channel open.
-#[derive(Debug)]
-struct Watched {
-    stream: UnixStream,
-    /// Readable once the worker has exited (`None` on old kernels: then
-    /// only the channel's end tells).
-    exited: Option<OwnedFd>,
-    /// Reads fail with `TimedOut` after this (the handshake's limit).
-    deadline: Option<Instant>,
-}
-
-impl Read for Watched {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // Data first: a worker may write its last result, then exit.
-            match recv(self.stream.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => return Ok(n),
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECONNRESET) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-            let timeout = match self.deadline {
-                None => PollTimeout::NONE,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            let mut fds = vec![PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-            if let Some(exited) = &self.exited {
-                fds.push(PollFd::new(exited.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
-            let gone = fds
-                .get(1)
-                .and_then(PollFd::revents)
-                .is_some_and(|r| !r.is_empty());
-            if gone && !readable {
-                // The worker exited; whoever still holds the channel is not
-                // the worker.
-                return Ok(0);
-            }
-        }
-    }
-}
-
 /// Why a handshake failed, and whether the worker is ending on its own.
 #[derive(Debug)]
 struct HandshakeFailure {
@@ -164,7 +109,7 @@ pub(crate) struct WorkerProcess {
     child: Option<Child>,
     output: Output,
     pid: u32,
-    reader: BufReader<Watched>,
+    reader: BufReader<UnixStream>,
     channel: Arc<Channel>,
     body: Vec<u8>,
     max_body: usize,
@@ -193,9 +138,19 @@ impl WorkerProcess {
         let mut child = command.spawn().map_err(Error::spawn)?;
         drop(theirs);
         let pid = child.id();
+        let channel = Arc::new(Channel {
+            stream: writer,
+            write: Mutex::new(()),
+        });
+        // Watch the process itself, not only its channel: a process the
+        // worker forked may hold the channel open after the worker died.
+        let exit = sys::process::pidfd_open(pid).map(|pidfd| ExitWatch {
+            pidfd,
+            channel: Arc::clone(&channel),
+        });
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let output = match (stdout, stderr) {
-            (Some(stdout), Some(stderr)) => Output::start(stdout, stderr, pid),
+            (Some(stdout), Some(stderr)) => Output::start(stdout, stderr, exit, pid),
             _ => Err(io::Error::other("the worker's output pipes are missing")),
         };
         let output = match output {
@@ -210,18 +165,8 @@ impl WorkerProcess {
             pid,
             output,
             child: Some(child),
-            reader: BufReader::with_capacity(
-                64 * 1024,
-                Watched {
-                    stream: ours,
-                    exited: sys::process::pidfd_open(pid),
-                    deadline: None,
-                },
-            ),
-            channel: Arc::new(Channel {
-                stream: writer,
-                write: Mutex::new(()),
-            }),
+            reader: BufReader::with_capacity(64 * 1024, ours),
+            channel,
             body: Vec::new(),
             max_body: config.max_body,
         })
@@ -255,9 +200,12 @@ impl WorkerProcess {
             reason,
             exiting: true,
         };
-        self.reader.get_mut().deadline = Some(Instant::now() + timeout);
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| exiting(e.to_string()))?;
         let first = frame::read_frame(&mut self.reader, &mut self.body, self.max_body);
-        self.reader.get_mut().deadline = None;
+        let _ = self.reader.get_ref().set_read_timeout(None);
         let kind = match first {
             Ok(kind) => kind,
             Err(ReadError::Io(e))

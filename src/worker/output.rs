@@ -12,6 +12,13 @@
 //! the pipes, so what a task printed is on the terminal before its result is
 //! in the caller's hands. The pipes outlive the worker: what a worker wrote
 //! just before it crashed is still relayed ([`Output::finish`]).
+//!
+//! The relay thread also watches the worker process itself ([`ExitWatch`],
+//! a pidfd): when it exits, the thread ends reading on its channel. A worker
+//! that forked a process (without `exec`) shares its channel with it, so the
+//! channel alone would not tell the supervisor of the worker's death. The
+//! watch costs the supervisor nothing per message: it reads with plain
+//! blocking reads.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,6 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::worker::handle::Channel;
 
 /// A partial line longer than this is passed on as it is.
 const MAX_PARTIAL: usize = 64 * 1024;
@@ -57,6 +66,15 @@ struct Shared {
     buffers: Mutex<Buffers>,
 }
 
+/// What the relay thread watches besides the pipes: the worker's exit, and
+/// the channel to end reading on when it comes.
+#[derive(Debug)]
+pub(crate) struct ExitWatch {
+    /// Readable once the worker has exited.
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) channel: Arc<Channel>,
+}
+
 /// The relay of one worker's output.
 #[derive(Debug, Clone)]
 pub(crate) struct Output {
@@ -65,7 +83,12 @@ pub(crate) struct Output {
 
 impl Output {
     /// Starts relaying the worker's two pipes.
-    pub(crate) fn start(stdout: ChildStdout, stderr: ChildStderr, pid: u32) -> io::Result<Output> {
+    pub(crate) fn start(
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+        exit: Option<ExitWatch>,
+        pid: u32,
+    ) -> io::Result<Output> {
         let pipes = [
             Pipe {
                 fd: OwnedFd::from(stdout),
@@ -86,7 +109,7 @@ impl Output {
         let relay = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("procpool-output-{pid}"))
-            .spawn(move || relay.run())?;
+            .spawn(move || relay.run(exit))?;
         Ok(Output { shared })
     }
 
@@ -108,11 +131,18 @@ impl Shared {
     }
 
     /// The relay thread: waits for output and passes it on, until both
-    /// pipes are closed (by the worker and any process it started).
-    fn run(&self) {
+    /// pipes are closed (by the worker and any process it started); ends
+    /// reading on the channel as soon as the worker has exited.
+    fn run(&self, mut exit: Option<ExitWatch>) {
         loop {
             let closed = self.lock().closed;
             if closed.iter().all(|c| *c) {
+                if let Some(exit) = exit.take() {
+                    // The pipes can close before the exit is visible.
+                    let mut fds = [PollFd::new(exit.pidfd.as_fd(), PollFlags::POLLIN)];
+                    while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+                    exit.channel.stop_reading();
+                }
                 return;
             }
             let mut fds: Vec<PollFd<'_>> = self
@@ -122,12 +152,24 @@ impl Shared {
                 .filter(|(_, closed)| !closed)
                 .map(|(pipe, _)| PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN))
                 .collect();
+            let pipes = fds.len();
+            if let Some(exit) = &exit {
+                fds.push(PollFd::new(exit.pidfd.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return,
             }
+            let exited = fds
+                .get(pipes)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty());
             drop(fds);
             self.pump(false, RELAY_TURN);
+            if exited && let Some(exit) = exit.take() {
+                // What the worker sent before it died is still read first.
+                exit.channel.stop_reading();
+            }
         }
     }
 
