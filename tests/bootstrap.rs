@@ -200,3 +200,16 @@ fn the_programs_own_constructors_run_in_workers_before_tasks() {
         "the constructor did not run in the worker"
     );
 }
+
+#[test]
+fn any_start_timeout_is_accepted() {
+    for timeout in [Duration::from_nanos(1), Duration::MAX] {
+        let result = Pool::builder().processes(1).start_timeout(timeout).build();
+        match result {
+            Ok(pool) => assert_eq!(pool.apply(|x: u8| x + 1, 1).unwrap(), 2),
+            // A nanosecond is too short for any worker: a clean start error.
+            Err(e) => assert!(matches!(e, Error::WorkerStart { .. }), "{timeout:?}: {e:?}"),
+        }
+    }
+    assert!(Pool::builder().start_timeout(Duration::ZERO).build().is_err());
+}

@@ -232,3 +232,45 @@ fn join_while_an_imap_is_consumed_never_strands_work() {
         joiner.join().unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_map_accepted_before_close_runs_to_the_end_even_during_join() {
+    // map_async reads its input in the calling thread; close() and join()
+    // come while it is still reading. Everything it accepted must run.
+    let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+    let (items, source) = std::sync::mpsc::channel::<u32>();
+    let (read_tx, read) = std::sync::mpsc::channel::<u32>();
+    let mapper = {
+        let pool = std::sync::Arc::clone(&pool);
+        let input = source.into_iter().inspect(move |x| read_tx.send(*x).unwrap());
+        std::thread::spawn(move || {
+            pool.with_chunksize(1)
+                .map_async(|x: u32| x * 2, input)
+                .map(|h| h.get())
+        })
+    };
+    items.send(0).unwrap();
+    // The call has been accepted once it reads its input.
+    assert_eq!(read.recv_timeout(common::HANG).unwrap(), 0);
+    pool.close();
+    let (joined_tx, joined) = std::sync::mpsc::channel();
+    {
+        let pool = std::sync::Arc::clone(&pool);
+        std::thread::spawn(move || joined_tx.send(pool.join()).unwrap());
+    }
+    // join must wait for the map still being fed; give a wrong one the
+    // chance to finish early (the test passes either way if it is right).
+    assert!(
+        joined
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "join returned while a call accepted before close was still feeding"
+    );
+    for x in 1..10 {
+        items.send(x).unwrap();
+    }
+    drop(items);
+    let doubled = mapper.join().unwrap().unwrap().unwrap();
+    assert_eq!(doubled, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+    joined.recv_timeout(common::HANG).unwrap().unwrap();
+}

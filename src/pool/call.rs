@@ -547,6 +547,9 @@ where
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let collect = Collect::new(resolver);
     let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
+    // The call was accepted: until all its chunks are submitted, `join`
+    // must wait for it (it would otherwise refuse the later chunks).
+    let feeding = shared.pending.token();
     let (mut chunk, mut first) = (0, 0);
     while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), chunk, first, &sink) {
         first += job.ticket.meta.count as usize;
@@ -561,6 +564,7 @@ where
         }
     }
     collect.seal(chunk);
+    drop(feeding);
     AsyncResult::new(slot)
 }
 

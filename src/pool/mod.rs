@@ -128,8 +128,17 @@ impl Pool {
         drop(started);
         // Each supervisor reports once; the first failure drops (and so
         // terminates) the pool.
-        for report in reports.iter().take(processes) {
-            report?;
+        for _ in 0..processes {
+            match reports.recv() {
+                Ok(report) => report?,
+                Err(_) => {
+                    return Err(Error::Spawn {
+                        source: std::sync::Arc::new(std::io::Error::other(
+                            "a worker's supervisor thread ended before its worker started",
+                        )),
+                    });
+                }
+            }
         }
         Ok(pool)
     }

@@ -30,10 +30,30 @@ pub(crate) fn start(
         let shared = Arc::clone(shared);
         std::thread::Builder::new()
             .name(format!("procpool-seat-{seat}"))
-            .spawn(move || run(&shared, seat, &started))?
+            .spawn(move || guarded(&shared, seat, &started))?
     };
     shared.add_thread(handle);
     Ok(())
+}
+
+/// Runs the supervisor; if it ever panicked (a bug), the job its seat held
+/// fails instead of waiting forever, and the seat is given up.
+fn guarded(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(shared, seat, started)));
+    if let Err(payload) = outcome {
+        let error = Error::Protocol {
+            pid: 0,
+            message: format!(
+                "procpool's supervisor of worker seat {seat} failed: {}",
+                crate::protocol::codec::panic_text(&*payload)
+            ),
+        };
+        let (lost, _) = shared.seat_lost(seat);
+        if let Some(ticket) = lost {
+            ticket.complete(ChunkOutcome::Failed(error.clone()));
+        }
+        shared.seat_gave_up(seat, error);
+    }
 }
 
 enum BringUp {
@@ -111,8 +131,7 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
         BringUp::Up(worker) => worker,
         other => return other,
     };
-    if let Err(e) = worker.handshake(&shared.start) {
-        shared.worker_gone(seat);
+    if let Err(e) = worker.handshake(&shared.start, || shared.worker_gone(seat)) {
         return match shared.lifecycle().replaces_workers() {
             true => BringUp::Failed(e),
             false => BringUp::Stopped,
@@ -126,8 +145,8 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
             BringUp::Up(worker)
         }
         Err(_) => {
-            worker.kill_and_reap();
             shared.worker_gone(seat);
+            worker.kill_and_reap();
             BringUp::Stopped
         }
     }

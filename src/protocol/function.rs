@@ -81,10 +81,16 @@ impl FunctionId {
     }
 }
 
-/// This process's code range, read once.
+/// This process's code range, read once it can be read.
 fn parent_code() -> Option<&'static CodeRange> {
-    static CODE: OnceLock<Option<CodeRange>> = OnceLock::new();
-    CODE.get_or_init(|| CodeRange::of_this_crate().ok()).as_ref()
+    static CODE: OnceLock<CodeRange> = OnceLock::new();
+    if let Some(code) = CODE.get() {
+        return Some(code);
+    }
+    // A failure (say, no descriptor free) is not remembered: the next call
+    // reads again.
+    let code = CodeRange::of_this_crate().ok()?;
+    Some(CODE.get_or_init(|| code))
 }
 
 /// A stable 64-bit hash of a type name (FNV-1a), for [`Call::signature`].

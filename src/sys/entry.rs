@@ -69,11 +69,18 @@ pub(crate) unsafe fn resolve<P: Copy>(id: FunctionId, code: &CodeRange) -> Optio
     Some(unsafe { std::mem::transmute_copy::<usize, P>(&address) })
 }
 
-/// Whether `F` is a fn item type: the name of one function, which has no
-/// state. Closures (whose captures cannot be seen from a generic context)
-/// are refused. Fails closed: any type whose name has a brace is refused.
+/// Whether `F` is a fn item type: the name of one function (or of a tuple
+/// struct or variant constructor), which has no state. Closures, whose
+/// captures cannot be seen from a generic context, are refused.
+///
+/// The test reads the type's name, which is diagnostic output: closures are
+/// named `…::{{closure}}`, constructors `…::{{constructor}}`, functions by
+/// their path. It fails closed: any other brace refuses the type.
 pub(crate) fn is_fn_item<F>() -> bool {
-    size_of::<F>() == 0 && !std::any::type_name::<F>().contains('{')
+    size_of::<F>() == 0
+        && !std::any::type_name::<F>()
+            .replace("::{{constructor}}", "")
+            .contains('{')
 }
 
 /// The value of the fn item type `F`, or `None` if `F` is not a fn item
@@ -84,9 +91,12 @@ pub(crate) fn fn_item<F: Copy>() -> Option<F> {
     }
     // SAFETY: `F` is zero-sized, so reading one touches no memory, and a
     // dangling pointer is non-null and aligned, which is all a zero-sized
-    // read needs. `F` is a fn item type (checked above): it names one
-    // function and has exactly one value, with no state and no invariant,
-    // so this is that value.
+    // read needs. `F` is a fn item type, as far as its name tells (checked
+    // above): it names one function and has exactly one value, with no state
+    // and no invariant, so this is that value. The name is the only evidence
+    // available in generic code; on stable Rust only closures and fn items
+    // are zero-sized `Fn` types (a named type can implement `Fn` only with
+    // the nightly `fn_traits` feature), and closures are named as such.
     Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
 }
 
@@ -145,6 +155,10 @@ mod tests {
             x
         }));
         assert!(!check(item as fn(u8) -> u8), "a fn pointer");
+        #[derive(Clone, Copy)]
+        struct Wrapper(#[allow(dead_code)] u8);
+        assert!(check(Wrapper), "a tuple struct constructor");
+        assert!(check(Some::<u8>), "a variant constructor");
         fn get<F: Copy + Fn(u8) -> u8>(_: F) -> Option<u8> {
             fn_item::<F>().map(|f| f(9))
         }

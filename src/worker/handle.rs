@@ -177,9 +177,15 @@ impl WorkerProcess {
     /// # Errors
     ///
     /// [`Error::WorkerStart`] if it does not become a worker; the process is
-    /// then reaped.
-    pub(crate) fn handshake(&mut self, config: &StartConfig) -> Result<(), Error> {
+    /// then reaped, after `before_reaping` has run.
+    pub(crate) fn handshake(
+        &mut self,
+        config: &StartConfig,
+        before_reaping: impl FnOnce(),
+    ) -> Result<(), Error> {
         self.read_handshake(config.start_timeout).map_err(|failure| {
+            // Whoever lists this pid must stop before it can be reused.
+            before_reaping();
             // A worker that refused or hung up is on its way out: let it
             // finish, so the error shows its real exit status.
             let grace = if failure.exiting {
