@@ -513,23 +513,29 @@ where
     I: IntoIterator<Item = K::In>,
 {
     check_chunksize(chunksize)?;
-    shared.check_open()?;
     let encoder = Encoder::new::<K>(shared, func)?;
+    // The call counts as work from before it is accepted until all its
+    // chunks are submitted: `join` either waits for it or has begun before
+    // it, and then the call is refused whole, never cut short.
+    let feeding = shared.pending.token();
+    shared.check_open()?;
     let items = items.into_iter();
     let workers = shared.processes;
-    match (chunksize, exact_len(&items)) {
-        (Some(size), _) => Ok(map_chunks(shared, encoder, items, size, callbacks)),
+    let result = match (chunksize, exact_len(&items)) {
+        (Some(size), _) => map_chunks(shared, encoder, items, size, callbacks),
         (None, Some(n)) => {
             let size = default_chunksize(n, workers);
-            Ok(map_chunks(shared, encoder, items, size, callbacks))
+            map_chunks(shared, encoder, items, size, callbacks)
         }
         (None, None) => {
             // Like CPython: a length is needed for the default chunk size.
             let items: Vec<_> = items.collect();
             let size = default_chunksize(items.len(), workers);
-            Ok(map_chunks(shared, encoder, items.into_iter(), size, callbacks))
+            map_chunks(shared, encoder, items.into_iter(), size, callbacks)
         }
-    }
+    };
+    drop(feeding);
+    Ok(result)
 }
 
 fn map_chunks<A, R, I>(
@@ -547,24 +553,16 @@ where
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let collect = Collect::new(resolver);
     let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
-    // The call was accepted: until all its chunks are submitted, `join`
-    // must wait for it (it would otherwise refuse the later chunks).
-    let feeding = shared.pending.token();
     let (mut chunk, mut first) = (0, 0);
     while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), chunk, first, &sink) {
         first += job.ticket.meta.count as usize;
-        let admission = if chunk == 0 {
-            Admission::New
-        } else {
-            Admission::Continuation
-        };
         chunk += 1;
-        if let Err(refused) = shared.submit(job, admission) {
+        // The call was accepted (see `map`): its chunks continue it.
+        if let Err(refused) = shared.submit(job, Admission::Continuation) {
             refused.fail();
         }
     }
     collect.seal(chunk);
-    drop(feeding);
     AsyncResult::new(slot)
 }
 
@@ -583,8 +581,10 @@ where
     I::IntoIter: Send + 'a,
 {
     check_chunksize(chunksize)?;
-    shared.check_open()?;
     let encoder = Encoder::new::<K>(shared, func)?;
+    // As in `map`: accepted whole with its first window, or refused.
+    let opening = shared.pending.token();
+    shared.check_open()?;
     let mut items = items.into_iter();
     let size = chunksize.unwrap_or_else(|| match exact_len(&items) {
         Some(n) => default_chunksize(n, shared.processes).max(1),
@@ -595,7 +595,9 @@ where
     let producer = Arc::clone(shared);
     let produce =
         Box::new(move |chunk, first| encoder.chunk(&producer, &mut items, size, chunk, first, &sink));
-    Ok(Stream::new(Arc::clone(shared), produce, results, ordered))
+    let stream = Stream::new(Arc::clone(shared), produce, results, ordered);
+    drop(opening);
+    Ok(stream)
 }
 
 #[cfg(test)]
