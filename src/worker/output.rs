@@ -113,9 +113,13 @@ impl Output {
         Ok(Output { shared })
     }
 
-    /// Passes on every complete line the worker has written so far.
+    /// Passes on every complete line the worker has written so far. This
+    /// runs before every result: when the worker printed nothing, it costs
+    /// one `poll` and no lock.
     pub(crate) fn drain(&self) {
-        self.shared.pump(false, DRAIN_TURN);
+        if self.shared.has_output() {
+            self.shared.pump(false, DRAIN_TURN);
+        }
     }
 
     /// The worker has exited: passes on everything it wrote, including an
@@ -128,6 +132,19 @@ impl Output {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Buffers> {
         self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether either pipe has something to read (or has closed).
+    fn has_output(&self) -> bool {
+        let mut fds = self
+            .pipes
+            .each_ref()
+            .map(|pipe| PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN));
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(ready) => ready > 0,
+            // Cannot tell: read, as if there were output.
+            Err(_) => true,
+        }
     }
 
     /// The relay thread: waits for output and passes it on, until both
@@ -203,7 +220,7 @@ impl Shared {
 /// Passes on the complete lines at the front of `partial` (all of it with
 /// `rest`, or when it has grown past [`MAX_PARTIAL`]).
 fn emit_lines(target: Target, partial: &mut Vec<u8>, rest: bool) {
-    let complete = if rest || partial.len() > MAX_PARTIAL {
+    let mut complete = if rest || partial.len() > MAX_PARTIAL {
         partial.len()
     } else {
         partial.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
@@ -211,11 +228,14 @@ fn emit_lines(target: Target, partial: &mut Vec<u8>, rest: bool) {
     if complete == 0 {
         return;
     }
-    let mut lines: Vec<u8> = partial.drain(..complete).collect();
-    if lines.last() != Some(&b'\n') {
-        lines.push(b'\n');
+    if partial[complete - 1] != b'\n' {
+        // An unfinished line passed on as it is still ends the line, in the
+        // same write, so that nothing splices onto it.
+        partial.insert(complete, b'\n');
+        complete += 1;
     }
-    emit(target, &lines);
+    emit(target, &partial[..complete]);
+    partial.drain(..complete);
 }
 
 /// Writes whole lines to the parent's descriptor, with `write(2)` directly:
