@@ -110,6 +110,22 @@ pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, IMapUnordered};
 pub use task::StarFn;
 
+/// Entry points for `cargo fuzz` (the `fuzzing` feature); not part of the
+/// supported API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Feeds `bytes` to the parent's reader of a worker channel.
+    pub fn parent_reads(bytes: &[u8]) {
+        crate::protocol::fuzz::parent_reads(bytes);
+    }
+
+    /// Feeds `bytes` to a worker's reader of its channel.
+    pub fn worker_reads(bytes: &[u8]) {
+        crate::protocol::fuzz::worker_reads(bytes);
+    }
+}
+
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -15,6 +15,8 @@
 pub(crate) mod codec;
 pub(crate) mod frame;
 pub(crate) mod function;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 pub(crate) mod items;
 pub(crate) mod message;
 
