@@ -161,6 +161,71 @@ where
     }
 }
 
+/// What a pool [`initializer`](crate::PoolBuilder::initializer) may
+/// return: `()`, or a `Result<(), E>` whose error is displayed in
+/// [`Error::Initializer`](crate::Error::Initializer). Sealed.
+///
+/// # Examples
+///
+/// ```
+/// fn check_config(path: String) -> Result<(), String> {
+///     if path.is_empty() { Err("no config path".into()) } else { Ok(()) }
+/// }
+/// let pool = procpool::Pool::builder().processes(1).initializer(check_config, "app.toml".to_string()).build()?;
+/// assert_eq!(pool.processes(), 1);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+pub trait InitResult: init_sealed::Sealed + 'static {
+    /// `Ok` if the worker may serve, or the reason it may not.
+    fn into_init(self) -> Result<(), String>;
+}
+
+mod init_sealed {
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl<E: std::fmt::Display> Sealed for Result<(), E> {}
+}
+
+impl InitResult for () {
+    fn into_init(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display + 'static> InitResult for Result<(), E> {
+    fn into_init(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// `fn(A) -> R` run once per worker as the pool's initializer: its outcome
+/// travels as `Result<(), String>`.
+pub(crate) struct Init<A, R>(PhantomData<fn(A) -> R>);
+
+impl<A, R> Kernel for Init<A, R>
+where
+    A: DeserializeOwned + 'static,
+    R: InitResult,
+{
+    type In = A;
+    type Out = Result<(), String>;
+    type Func = fn(A) -> R;
+
+    fn call(func: fn(A) -> R, input: A) -> Result<(), String> {
+        func(input).into_init()
+    }
+
+    fn func_id(func: fn(A) -> R) -> Option<FunctionId> {
+        FunctionId::of(func as usize)
+    }
+
+    unsafe fn func_from(id: FunctionId, code: &CodeRange) -> Option<fn(A) -> R> {
+        // SAFETY: by this function's contract, `id` was made from a
+        // `fn(A) -> R` by `func_id` in a process running this executable.
+        unsafe { resolve::<fn(A) -> R>(id, code) }
+    }
+}
+
 /// A fn item `F: StarFn<Args>`, for `starmap`.
 pub(crate) struct Star<F, Args>(PhantomData<fn(Args) -> F>);
 

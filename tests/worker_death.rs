@@ -72,6 +72,7 @@ fn each_kind_of_death_fails_its_task_with_its_cause() {
                 index: None,
                 pid,
                 cause,
+                attempts: 1,
             } => {
                 assert!(before.contains(pid), "{how}: pid {pid} was not a worker");
                 assert_eq!(cause.signal(), expected.signal(), "{how}: {err}");

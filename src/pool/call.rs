@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::unbounded;
 use serde::Serialize;
@@ -12,10 +13,11 @@ use crate::error::Error;
 use crate::pool::Pool;
 use crate::pool::callbacks::Callbacks;
 use crate::pool::job::Encoder;
+use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::{Admission, Shared};
 use crate::result::imap::{IMap, IMapUnordered, Stream};
 use crate::result::sink::{Collect, Forward, OneShot, Sink};
-use crate::result::slot::{AsyncResult, Resolver};
+use crate::result::slot::{AsyncResult, Canceller, Resolver};
 use crate::sys::entry::is_fn_item;
 use crate::task::{Kernel, Star, StarFn, Unary, assert_stateless};
 
@@ -51,6 +53,8 @@ use crate::task::{Kernel, Star, StarFn, Unary, assert_stateless};
 pub struct Call<'p, C = NoCallbacks> {
     pool: &'p Pool,
     chunksize: Option<usize>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
     callbacks: C,
 }
 
@@ -112,6 +116,8 @@ impl<'p> Call<'p, NoCallbacks> {
         Call {
             pool,
             chunksize: None,
+            timeout: None,
+            retries: None,
             callbacks: NoCallbacks,
         }
     }
@@ -137,6 +143,8 @@ impl<'p> Call<'p, NoCallbacks> {
         Call {
             pool: self.pool,
             chunksize: self.chunksize,
+            timeout: self.timeout,
+            retries: self.retries,
             callbacks,
         }
     }
@@ -165,6 +173,8 @@ impl<'p> Call<'p, NoCallbacks> {
         Call {
             pool: self.pool,
             chunksize: self.chunksize,
+            timeout: self.timeout,
+            retries: self.retries,
             callbacks,
         }
     }
@@ -257,7 +267,8 @@ impl<'p> Call<'p, NoCallbacks> {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, true).map(IMap)
+        let policy = self.policy()?;
+        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, policy, true).map(IMap)
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -281,7 +292,9 @@ impl<'p> Call<'p, NoCallbacks> {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, false).map(IMapUnordered)
+        let policy = self.policy()?;
+        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, policy, false)
+            .map(IMapUnordered)
     }
 }
 
@@ -351,6 +364,58 @@ impl<'p, C> Call<'p, C> {
         self
     }
 
+    /// Sets a hard timeout for each task of this call; see
+    /// [`Pool::with_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procpool::Pool::new(1)?;
+    /// let h = pool.with_chunksize(1).with_timeout(Duration::from_secs(30)).map_async(|x: u8| x, 0..3)?;
+    /// assert_eq!(h.get()?, [0, 1, 2]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how many times a task of this call is run again when its worker
+    /// dies; see [`Pool::with_retries`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// assert_eq!(pool.with_timeout(std::time::Duration::from_secs(9)).with_retries(2).apply(|x: u8| x, 7)?, 7);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// The pool's task policy with this call's options applied.
+    fn policy(&self) -> Result<TaskPolicy, Error> {
+        let mut policy = self.pool.shared.policy;
+        if let Some(t) = self.timeout {
+            policy.timeout = Some(t);
+        }
+        if let Some(n) = self.retries {
+            policy.retries = n;
+        }
+        policy.check()?;
+        if policy.timeout.is_some() && self.chunksize.is_some_and(|n| n > 1) {
+            return Err(Error::InvalidArgument(format!(
+                "a task timeout applies to each task, so tasks with a timeout are sent one at a \
+                 time: drop the chunk size ({}) or set it to 1",
+                self.chunksize.unwrap_or_default()
+            )));
+        }
+        Ok(policy)
+    }
+
     /// [`Pool::apply_async`] with these options.
     ///
     /// # Errors
@@ -379,7 +444,8 @@ impl<'p, C> Call<'p, C> {
                 "a chunk size ({n}) applies to map-like calls, not to apply or apply_async"
             )));
         }
-        apply::<Unary<A, R>>(&self.pool.shared, f, arg, self.callbacks.into_callbacks())
+        let policy = self.policy()?;
+        apply::<Unary<A, R>>(&self.pool.shared, f, arg, policy, self.callbacks.into_callbacks())
     }
 
     /// [`Pool::map_async`] with these options.
@@ -403,8 +469,9 @@ impl<'p, C> Call<'p, C> {
         I: IntoIterator<Item = A>,
         C: IntoCallbacks<Vec<R>>,
     {
-        let shared = &self.pool.shared;
-        map::<Unary<A, R>, _>(shared, f, items, self.chunksize, self.callbacks.into_callbacks())
+        let (shared, policy) = (&self.pool.shared, self.policy()?);
+        let callbacks = self.callbacks.into_callbacks();
+        map::<Unary<A, R>, _>(shared, f, items, self.chunksize, policy, callbacks)
     }
 
     /// [`Pool::starmap_async`] with these options.
@@ -438,8 +505,9 @@ impl<'p, C> Call<'p, C> {
                 std::any::type_name::<F>()
             )));
         }
-        let shared = &self.pool.shared;
-        map::<Star<F, Args>, _>(shared, f, items, self.chunksize, self.callbacks.into_callbacks())
+        let (shared, policy) = (&self.pool.shared, self.policy()?);
+        let callbacks = self.callbacks.into_callbacks();
+        map::<Star<F, Args>, _>(shared, f, items, self.chunksize, policy, callbacks)
     }
 }
 
@@ -447,6 +515,8 @@ impl<C> fmt::Debug for Call<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("chunksize", &self.chunksize)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
             .field("callbacks", &std::any::type_name::<C>())
             .finish()
     }
@@ -456,6 +526,15 @@ impl<C> fmt::Debug for Call<'_, C> {
 /// `ceil(n / (4 * workers))`.
 pub(crate) fn default_chunksize(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers.max(1))
+}
+
+/// Tasks with a timeout go to workers one at a time, so that each has its
+/// own deadline.
+fn one_at_a_time(chunksize: Option<usize>, policy: TaskPolicy) -> Option<usize> {
+    match policy.timeout {
+        Some(_) => Some(1),
+        None => chunksize,
+    }
 }
 
 fn check_chunksize(chunksize: Option<usize>) -> Result<(), Error> {
@@ -477,6 +556,7 @@ fn apply<K>(
     shared: &Arc<Shared>,
     func: K::Func,
     arg: K::In,
+    policy: TaskPolicy,
     callbacks: Option<Callbacks<K::Out>>,
 ) -> Result<AsyncResult<K::Out>, Error>
 where
@@ -485,18 +565,18 @@ where
     K::Out: DeserializeOwned + Send,
 {
     shared.check_open()?;
-    let encoder = Encoder::new::<K>(shared, func)?;
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let sink: Arc<dyn Sink> = OneShot::new(resolver);
     let job = encoder
-        .chunk(shared, &mut std::iter::once(arg), 1, 0, 0, &sink)
+        .chunk(shared, &mut std::iter::once(arg), 1, 0, &sink)
         .expect("one item makes one chunk");
     // Refused: the job (and its resolver) is dropped; the caller gets the
     // reason instead of a result.
     shared
         .submit(job, Admission::New)
         .map_err(|refused| refused.into_error())?;
-    Ok(AsyncResult::new(slot))
+    Ok(AsyncResult::new(slot, Some(Canceller::new(shared, encoder.token()))))
 }
 
 fn map<K, I>(
@@ -504,6 +584,7 @@ fn map<K, I>(
     func: K::Func,
     items: I,
     chunksize: Option<usize>,
+    policy: TaskPolicy,
     callbacks: Option<Callbacks<Vec<K::Out>>>,
 ) -> Result<AsyncResult<Vec<K::Out>>, Error>
 where
@@ -513,7 +594,8 @@ where
     I: IntoIterator<Item = K::In>,
 {
     check_chunksize(chunksize)?;
-    let encoder = Encoder::new::<K>(shared, func)?;
+    let chunksize = one_at_a_time(chunksize, policy);
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
     // The call counts as work from before it is accepted until all its
     // chunks are submitted: `join` either waits for it or has begun before
     // it, and then the call is refused whole, never cut short.
@@ -553,17 +635,16 @@ where
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
     let collect = Collect::new(resolver);
     let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
-    let (mut chunk, mut first) = (0, 0);
-    while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), chunk, first, &sink) {
+    let mut first = 0;
+    while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), first, &sink) {
         first += job.ticket.meta.count as usize;
-        chunk += 1;
         // The call was accepted (see `map`): its chunks continue it.
         if let Err(refused) = shared.submit(job, Admission::Continuation) {
             refused.fail();
         }
     }
-    collect.seal(chunk);
-    AsyncResult::new(slot)
+    collect.seal(first);
+    AsyncResult::new(slot, Some(Canceller::new(shared, encoder.token())))
 }
 
 fn stream<'a, K, I>(
@@ -571,6 +652,7 @@ fn stream<'a, K, I>(
     func: K::Func,
     items: I,
     chunksize: Option<usize>,
+    policy: TaskPolicy,
     ordered: bool,
 ) -> Result<Stream<'a, K::Out>, Error>
 where
@@ -581,7 +663,8 @@ where
     I::IntoIter: Send + 'a,
 {
     check_chunksize(chunksize)?;
-    let encoder = Encoder::new::<K>(shared, func)?;
+    let chunksize = one_at_a_time(chunksize, policy);
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
     // As in `map`: accepted whole with its first window, or refused.
     let opening = shared.pending.token();
     shared.check_open()?;
@@ -593,8 +676,7 @@ where
     let (to, results) = unbounded();
     let sink: Arc<dyn Sink> = Forward::new(to);
     let producer = Arc::clone(shared);
-    let produce =
-        Box::new(move |chunk, first| encoder.chunk(&producer, &mut items, size, chunk, first, &sink));
+    let produce = Box::new(move |first| encoder.chunk(&producer, &mut items, size, first, &sink));
     let stream = Stream::new(Arc::clone(shared), produce, results, ordered);
     drop(opening);
     Ok(stream)

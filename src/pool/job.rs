@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{DataKind, Error};
 use crate::pool::pending::PendingToken;
+use crate::pool::policy::{CallToken, TaskPolicy};
 use crate::pool::shared::Shared;
 use crate::protocol::function::Call;
 use crate::protocol::items::{self, PushError};
@@ -30,6 +31,33 @@ impl Job {
     pub(crate) fn fail(self, error: Error) {
         self.ticket.complete(ChunkOutcome::Failed(error));
     }
+
+    /// Splits the chunk after its first `at` items (`0 < at < count`): this
+    /// job keeps its id and the first items, job `tail` (which holds
+    /// `pending`) gets the rest. Both deliver to the same sink.
+    pub(crate) fn split(self, at: u32, tail: u64, pending: PendingToken) -> (Job, Job) {
+        let Job {
+            frame,
+            mut ticket,
+            unsendable,
+        } = self;
+        debug_assert!(unsendable.is_none(), "an unsendable job is never dispatched");
+        let (head_frame, tail_frame) =
+            message::split_task(&frame, at, ticket.id, tail).expect("a split inside the chunk");
+        let rest = ticket.split_off(at, tail, pending);
+        (
+            Job {
+                frame: head_frame,
+                ticket,
+                unsendable: None,
+            },
+            Job {
+                frame: tail_frame,
+                ticket: rest,
+                unsendable: None,
+            },
+        )
+    }
 }
 
 impl fmt::Debug for Job {
@@ -46,11 +74,44 @@ impl fmt::Debug for Job {
 pub(crate) struct Ticket {
     pub(crate) id: u64,
     pub(crate) meta: ChunkMeta,
+    pub(crate) policy: TaskPolicy,
+    /// Which run of the chunk this is: 1, then 2, ... when retried.
+    pub(crate) attempt: u32,
+    /// The call the chunk belongs to, for cancelling it.
+    pub(crate) call: Arc<CallToken>,
     sink: Option<Arc<dyn Sink>>,
     _pending: PendingToken,
 }
 
 impl Ticket {
+    /// Whether the chunk may run again after its worker died.
+    pub(crate) fn may_retry(&self) -> bool {
+        self.attempt <= self.policy.retries && !self.call.is_cancelled()
+    }
+
+    /// Keeps the first `at` items here and returns a ticket, with id `id`,
+    /// for the rest.
+    fn split_off(&mut self, at: u32, id: u64, pending: PendingToken) -> Ticket {
+        let holes = std::mem::take(&mut self.meta.holes);
+        let (head, tail): (Vec<_>, Vec<_>) = holes.into_iter().partition(|(pos, _)| *pos < at);
+        self.meta.holes = head;
+        let rest = ChunkMeta {
+            first: self.meta.first + at as usize,
+            count: self.meta.count - at,
+            holes: tail.into_iter().map(|(pos, e)| (pos - at, e)).collect(),
+        };
+        self.meta.count = at;
+        Ticket {
+            id,
+            meta: rest,
+            policy: self.policy,
+            attempt: self.attempt,
+            call: Arc::clone(&self.call),
+            sink: self.sink.clone(),
+            _pending: pending,
+        }
+    }
+
     pub(crate) fn complete(mut self, outcome: ChunkOutcome<'_>) {
         if let Some(sink) = self.sink.take() {
             sink.complete(&self.meta, outcome);
@@ -82,11 +143,13 @@ impl fmt::Debug for Ticket {
     }
 }
 
-/// Encodes chunks of arguments for one task function.
-#[derive(Debug, Clone, Copy)]
+/// Encodes chunks of arguments for one call of one task function.
+#[derive(Debug, Clone)]
 pub(crate) struct Encoder {
     call: Call,
     max_body: usize,
+    policy: TaskPolicy,
+    token: Arc<CallToken>,
 }
 
 impl Encoder {
@@ -97,29 +160,29 @@ impl Encoder {
     /// [`Error::InvalidArgument`] when the function is not part of this
     /// executable's image (it comes from a shared library), so a worker
     /// could not find it.
-    pub(crate) fn new<K: Kernel>(shared: &Shared, func: K::Func) -> Result<Encoder, Error> {
-        let call = K::call_for(func).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "the task function ({}) is not part of this program's executable (does it come from \
-                 a shared library?); workers can only run functions linked into the program",
-                std::any::type_name::<K::Func>()
-            ))
-        })?;
+    pub(crate) fn new<K: Kernel>(shared: &Shared, func: K::Func, policy: TaskPolicy) -> Result<Encoder, Error> {
+        let call = call_for::<K>(func)?;
         Ok(Encoder {
             call,
             max_body: shared.start.max_body,
+            policy,
+            token: Arc::default(),
         })
     }
 
-    /// Takes up to `size` items from `items` and encodes them as chunk
-    /// number `chunk`, whose first item is at input position `first`.
-    /// Returns `None` when `items` has nothing left.
+    /// The token that cancels this call.
+    pub(crate) fn token(&self) -> &Arc<CallToken> {
+        &self.token
+    }
+
+    /// Takes up to `size` items from `items` and encodes them as a chunk
+    /// whose first item is at input position `first`. Returns `None` when
+    /// `items` has nothing left.
     pub(crate) fn chunk<A: Serialize>(
         &self,
         shared: &Shared,
         items: &mut impl Iterator<Item = A>,
         size: usize,
-        chunk: usize,
         first: usize,
         sink: &Arc<dyn Sink>,
     ) -> Option<Job> {
@@ -163,12 +226,10 @@ impl Encoder {
             frame,
             ticket: Ticket {
                 id,
-                meta: ChunkMeta {
-                    chunk,
-                    first,
-                    count,
-                    holes,
-                },
+                meta: ChunkMeta { first, count, holes },
+                policy: self.policy,
+                attempt: 1,
+                call: Arc::clone(&self.token),
                 sink: Some(Arc::clone(sink)),
                 _pending: shared.pending.token(),
             },
@@ -176,3 +237,49 @@ impl Encoder {
         })
     }
 }
+
+/// The wire description of `func` run by kernel `K`.
+fn call_for<K: Kernel>(func: K::Func) -> Result<Call, Error> {
+    K::call_for(func).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "the task function ({}) is not part of this program's executable (does it come from \
+             a shared library?); workers can only run functions linked into the program",
+            std::any::type_name::<K::Func>()
+        ))
+    })
+}
+
+/// The `TASK` frame that runs a pool's initializer `func(arg)` in a new
+/// worker: job 0, one item.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] as for a task function; [`Error::Encode`] or
+/// [`Error::TooLarge`] when the argument does not encode.
+pub(crate) fn init_frame<K: Kernel>(func: K::Func, arg: &K::In, max_body: usize) -> Result<Vec<u8>, Error>
+where
+    K::In: Serialize,
+{
+    let call = call_for::<K>(func)?;
+    let mut frame = Vec::new();
+    message::start_task(&mut frame);
+    let encode_error = |message| Error::Encode {
+        index: None,
+        what: DataKind::Argument,
+        message,
+    };
+    items::push_with(&mut frame, items::ARG_VALUE, |buf| codec::encode(arg, buf)).map_err(|e| match e {
+        PushError::Body(message) => encode_error(message),
+        PushError::TooLarge(size) => encode_error(format!("the initializer's argument is {size} bytes")),
+    })?;
+    message::finish_task(&mut frame, INIT_JOB, call, 1, max_body).map_err(|size| Error::TooLarge {
+        index: None,
+        what: DataKind::Argument,
+        size,
+        limit: max_body,
+    })?;
+    Ok(frame)
+}
+
+/// The job id of the initializer; tasks are numbered from 1.
+pub(crate) const INIT_JOB: u64 = 0;

@@ -9,6 +9,7 @@ pub(crate) mod call;
 pub(crate) mod callbacks;
 pub(crate) mod job;
 pub(crate) mod pending;
+pub(crate) mod policy;
 pub(crate) mod shared;
 mod supervisor;
 
@@ -26,8 +27,7 @@ use crate::bootstrap;
 use crate::error::Error;
 use crate::result::{AsyncResult, IMap, IMapUnordered};
 use crate::task::StarFn;
-use crate::worker::handle::StartConfig;
-use shared::Shared;
+use shared::{Options, Shared};
 
 /// A pool of long-lived worker processes: Python's
 /// `multiprocessing.Pool`.
@@ -116,9 +116,9 @@ impl Pool {
         PoolBuilder::new()
     }
 
-    pub(crate) fn start(processes: usize, start: StartConfig) -> Result<Pool, Error> {
+    pub(crate) fn start(processes: usize, options: Options) -> Result<Pool, Error> {
         bootstrap::refuse_pool_in_unbooted_worker()?;
-        let shared = Arc::new(Shared::new(processes, start).map_err(Error::spawn)?);
+        let shared = Shared::new(processes, options).map_err(Error::spawn)?;
         // From here on, a failure terminates what was started.
         let pool = Pool { shared };
         let (started, reports) = std::sync::mpsc::channel();
@@ -403,6 +403,62 @@ impl Pool {
     /// ```
     pub fn with_chunksize(&self, chunksize: usize) -> Call<'_> {
         Call::new(self).with_chunksize(chunksize)
+    }
+
+    /// A call whose tasks each have a hard timeout: a task still running
+    /// after `timeout` is **killed together with its worker process**, its
+    /// result is [`Error::TimedOut`], and the pool starts a replacement
+    /// worker; other tasks are not touched. The clock starts when the task
+    /// is handed to a worker, not while it waits in the queue. Overrides the
+    /// pool's [`task_timeout`](PoolBuilder::task_timeout).
+    ///
+    /// Tasks with a timeout are sent to workers one at a time (chunk size 1),
+    /// so each has its own deadline; a chunk size above 1 is refused.
+    /// ([`AsyncResult::get_timeout`] is different: it only stops waiting.)
+    ///
+    /// # Errors
+    ///
+    /// The call's methods return [`Error::InvalidArgument`] for a zero
+    /// timeout or a chunk size above 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let pool = procpool::Pool::new(2)?;
+    /// let results: Vec<_> = pool.with_timeout(Duration::from_millis(500)).imap(nap, [1, 60_000, 2])?.collect();
+    /// assert_eq!(results[0].as_ref().ok(), Some(&1));
+    /// assert!(results[1].as_ref().unwrap_err().is_timed_out());
+    /// assert_eq!(results[2].as_ref().ok(), Some(&2));
+    /// assert_eq!(pool.worker_pids().len(), 2); // the killed worker was replaced
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Call<'_> {
+        Call::new(self).with_timeout(timeout)
+    }
+
+    /// A call whose tasks are run again, up to `retries` more times, when
+    /// their worker process dies under them (a crash, a kill from outside,
+    /// running out of memory without a pool limit). Only for idempotent
+    /// tasks: a task may have done part of its work before its worker died.
+    /// A task that panicked, timed out, went over the memory limit or was
+    /// cancelled is not retried. When every attempt fails, the error is
+    /// [`Error::WorkerDied`] with the number of attempts. Overrides the
+    /// pool's [`retries`](PoolBuilder::retries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(1)?;
+    /// let err = pool.with_retries(2).apply(|code: i32| -> u8 { std::process::exit(code) }, 3).unwrap_err();
+    /// assert!(matches!(err, procpool::Error::WorkerDied { attempts: 3, .. }));
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn with_retries(&self, retries: u32) -> Call<'_> {
+        Call::new(self).with_retries(retries)
     }
 
     /// A call whose result, when it succeeds, is first passed (by

@@ -16,17 +16,38 @@
 //! `Running` → `close()` → `Closed` → `join()` → `Joining` → `Joined`;
 //! `terminate()` (or dropping the pool) goes to `Terminated` from any state.
 //! While `Running` or `Closed`, a dead worker is replaced.
+//!
+//! # Killing on purpose
+//!
+//! A task with a timeout gets a deadline when it is handed to its worker; a
+//! timer thread (started with the first deadline) kills the worker of a
+//! task that is still running at its deadline. [`Shared::cancel`] kills the
+//! workers running a cancelled call. Both mark the seat with a [`Doom`]
+//! before the kill, so that the supervisor reports the task as timed out or
+//! cancelled rather than as a crash. A seat's pid is only cleared (under
+//! the lock) before its worker is reaped, so a pid found in a seat is
+//! always a live or unreaped child: the kill cannot hit another process.
+//!
+//! # Splitting and recycling
+//!
+//! With `max_tasks_per_child`, a worker takes at most as many items as it
+//! has left: a longer chunk is split, and the rest goes back to the front
+//! of the queue. A worker whose budget is spent finishes its last chunk and
+//! is then replaced ([`Shared::finished`] says so).
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
 use crate::pool::job::{Job, Ticket};
 use crate::pool::pending::Pending;
+use crate::pool::policy::{CallToken, Doom, TaskPolicy, WorkerLimits};
+use crate::sys;
 use crate::worker::handle::{Channel, StartConfig};
 
 /// Where a pool is in its life.
@@ -77,15 +98,89 @@ impl Refused {
     }
 }
 
+/// The bytes of a task frame on its way to a worker: kept (shared) when
+/// the task may have to be sent again.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Owned(Vec<u8>),
+    Kept(Arc<Vec<u8>>),
+}
+
+impl Frame {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Frame::Owned(bytes) => bytes,
+            Frame::Kept(bytes) => bytes,
+        }
+    }
+}
+
 /// A job to send now, on this channel.
-pub(crate) type Dispatch = (Arc<Channel>, Vec<u8>);
+pub(crate) type Dispatch = (Arc<Channel>, Frame);
+
+/// The job a worker holds.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) ticket: Ticket,
+    /// The frame, kept for a retry.
+    frame: Option<Arc<Vec<u8>>>,
+}
+
+impl Running {
+    /// The job again, for another attempt, if it may have one.
+    pub(crate) fn retry(self) -> Result<Job, Ticket> {
+        match self.frame {
+            Some(frame) if self.ticket.may_retry() => {
+                let mut ticket = self.ticket;
+                ticket.attempt += 1;
+                Ok(Job {
+                    frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
+                    ticket,
+                    unsendable: None,
+                })
+            }
+            _ => Err(self.ticket),
+        }
+    }
+}
+
+/// What a supervisor learns when its worker is gone.
+#[derive(Debug)]
+pub(crate) struct Lost {
+    pub(crate) running: Option<Running>,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) doom: Option<Doom>,
+}
 
 #[derive(Debug, Default)]
 struct Seat {
     pid: Option<u32>,
     channel: Option<Arc<Channel>>,
-    current: Option<Ticket>,
+    current: Option<Running>,
+    /// When the current job must be done, if it has a timeout.
+    deadline: Option<Instant>,
+    /// Why the pool is killing this seat's worker, if it is.
+    doom: Option<Doom>,
+    /// Items the worker may still take (with `max_tasks_per_child`).
+    tasks_left: Option<u64>,
+    /// The worker has its last job: replace it once that is done.
+    retiring: bool,
     gave_up: bool,
+}
+
+impl Seat {
+    /// Kills the worker on purpose, if it is running a job.
+    fn doom(&mut self, doom: Doom) -> bool {
+        match (self.pid, &self.current, self.doom) {
+            (Some(pid), Some(_), None) => {
+                self.doom = Some(doom);
+                self.deadline = None;
+                sys::process::kill(pid);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -97,6 +192,9 @@ struct State {
     idle: VecDeque<usize>,
     /// Set when every seat gave up restarting its worker.
     broken: Option<Error>,
+    /// Whether the timer thread runs, and when it next wakes.
+    timer_started: bool,
+    timer_wakes_at: Option<Instant>,
 }
 
 impl State {
@@ -110,24 +208,6 @@ impl State {
             _ => Err(Error::Closed),
         }
     }
-
-    /// Gives `seat` the next queued job, or marks it idle.
-    fn next_for(&mut self, seat: usize) -> Option<Dispatch> {
-        match self.queue.pop_front() {
-            Some(job) => {
-                let s = &mut self.seats[seat];
-                s.current = Some(job.ticket);
-                Some((
-                    Arc::clone(s.channel.as_ref().expect("a serving seat has a channel")),
-                    job.frame,
-                ))
-            }
-            None => {
-                self.idle.push_back(seat);
-                None
-            }
-        }
-    }
 }
 
 /// Everything the threads of one pool share.
@@ -135,29 +215,54 @@ pub(crate) struct Shared {
     pub(crate) processes: usize,
     pub(crate) start: StartConfig,
     pub(crate) pending: Arc<Pending>,
+    /// The pool's default task policy (a call may override it).
+    pub(crate) policy: TaskPolicy,
+    pub(crate) limits: WorkerLimits,
+    /// The `TASK` frame of the initializer, run in every new worker.
+    pub(crate) init: Option<Vec<u8>>,
     state: Mutex<State>,
+    /// Wakes the timer thread (waits on `state`).
+    timer_wake: Condvar,
     callbacks: CallbackThread,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_job: AtomicU64,
+    me: Weak<Shared>,
+}
+
+/// What a pool is made with, besides its size.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) start: StartConfig,
+    pub(crate) policy: TaskPolicy,
+    pub(crate) limits: WorkerLimits,
+    pub(crate) init: Option<Vec<u8>>,
 }
 
 impl Shared {
-    pub(crate) fn new(processes: usize, start: StartConfig) -> std::io::Result<Shared> {
-        Ok(Shared {
+    pub(crate) fn new(processes: usize, options: Options) -> std::io::Result<Arc<Shared>> {
+        let callbacks = CallbackThread::start()?;
+        Ok(Arc::new_cyclic(|me| Shared {
             processes,
-            start,
+            start: options.start,
             pending: Arc::new(Pending::default()),
+            policy: options.policy,
+            limits: options.limits,
+            init: options.init,
             state: Mutex::new(State {
                 lifecycle: Lifecycle::Running,
                 queue: VecDeque::new(),
                 seats: (0..processes).map(|_| Seat::default()).collect(),
                 idle: VecDeque::with_capacity(processes),
                 broken: None,
+                timer_started: false,
+                timer_wakes_at: None,
             }),
-            callbacks: CallbackThread::start()?,
-            threads: Mutex::new(Vec::with_capacity(processes)),
+            timer_wake: Condvar::new(),
+            callbacks,
+            threads: Mutex::new(Vec::with_capacity(processes + 1)),
             next_job: AtomicU64::new(1),
-        })
+            me: me.clone(),
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -195,17 +300,169 @@ impl Shared {
         }
         match state.idle.pop_front() {
             Some(seat) => {
-                let s = &mut state.seats[seat];
-                s.current = Some(job.ticket);
-                let channel = Arc::clone(s.channel.as_ref().expect("an idle seat has a channel"));
+                let (channel, frame) = self.assign(&mut state, seat, job);
                 drop(state);
                 // A worker that just died is noticed by its supervisor,
                 // which fails the job it held.
-                let _ = channel.send(&job.frame);
+                let _ = channel.send(frame.bytes());
             }
             None => state.queue.push_back(job),
         }
         Ok(())
+    }
+
+    /// Puts a job whose worker died back at the front of the queue (or
+    /// hands it to an idle worker) for another attempt. Fails it if the
+    /// pool stopped taking work.
+    pub(crate) fn requeue(&self, job: Job) {
+        let mut state = self.lock();
+        if let Err(error) = state.admit(Admission::Continuation) {
+            drop(state);
+            job.fail(error);
+            return;
+        }
+        match state.idle.pop_front() {
+            Some(seat) => {
+                let (channel, frame) = self.assign(&mut state, seat, job);
+                drop(state);
+                let _ = channel.send(frame.bytes());
+            }
+            None => state.queue.push_front(job),
+        }
+    }
+
+    /// Makes `job` the current job of `seat` (which must be serving and
+    /// free): splits it to the worker's task budget, arms its deadline, and
+    /// keeps its frame if it may be retried.
+    fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> Dispatch {
+        let s = &mut state.seats[seat];
+        debug_assert!(s.current.is_none() && !s.retiring, "a seat takes one job at a time");
+        if let Some(left) = s.tasks_left {
+            let count = u64::from(job.ticket.meta.count);
+            if count > left {
+                let at = u32::try_from(left).expect("less than a chunk's count");
+                let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
+                state.queue.push_front(tail);
+                job = head;
+            }
+        }
+        let s = &mut state.seats[seat];
+        if let Some(left) = s.tasks_left.as_mut() {
+            *left -= u64::from(job.ticket.meta.count);
+            s.retiring = *left == 0;
+        }
+        let channel = Arc::clone(s.channel.as_ref().expect("a serving seat has a channel"));
+        let (frame, kept) = if job.ticket.may_retry() {
+            let frame = Arc::new(job.frame);
+            (Frame::Kept(Arc::clone(&frame)), Some(frame))
+        } else {
+            (Frame::Owned(job.frame), None)
+        };
+        let deadline = job.ticket.policy.timeout.map(|t| Instant::now() + t);
+        s.deadline = deadline;
+        s.current = Some(Running {
+            ticket: job.ticket,
+            frame: kept,
+        });
+        if let Some(deadline) = deadline {
+            self.arm_timer(state, deadline);
+        }
+        (channel, frame)
+    }
+
+    /// Gives `seat` the next queued job, or marks it idle.
+    fn next_for(&self, state: &mut State, seat: usize) -> Option<Dispatch> {
+        match state.queue.pop_front() {
+            Some(job) => Some(self.assign(state, seat, job)),
+            None => {
+                state.idle.push_back(seat);
+                None
+            }
+        }
+    }
+
+    /// Makes sure the timer thread wakes by `deadline`.
+    fn arm_timer(&self, state: &mut State, deadline: Instant) {
+        if !state.timer_started {
+            let Some(me) = self.me.upgrade() else { return };
+            let spawned = std::thread::Builder::new()
+                .name("procpool-timer".into())
+                .spawn(move || me.run_timer());
+            match spawned {
+                Ok(handle) => {
+                    state.timer_started = true;
+                    self.add_thread(handle);
+                }
+                // Without a timer the deadline cannot be kept; the next
+                // task with a timeout tries again.
+                Err(_) => return,
+            }
+        }
+        if state.timer_wakes_at.is_none_or(|at| deadline < at) {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// The timer thread: kills the worker of every job still running at its
+    /// deadline, until the pool stops.
+    fn run_timer(&self) {
+        let mut state = self.lock();
+        while state.lifecycle.replaces_workers() {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for seat in &mut state.seats {
+                match seat.deadline {
+                    Some(at) if at <= now => {
+                        let after = seat.current.as_ref().and_then(|r| r.ticket.policy.timeout);
+                        seat.deadline = None;
+                        if let Some(after) = after {
+                            seat.doom(Doom::TimedOut(after));
+                        }
+                    }
+                    Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    None => {}
+                }
+            }
+            state.timer_wakes_at = next;
+            state = match next {
+                None => self.timer_wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(now);
+                    let woken = self.timer_wake.wait_timeout(state, left);
+                    woken.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Cancels every job of the call `token` belongs to: queued ones fail
+    /// with [`Error::Cancelled`], running ones are killed with their
+    /// workers. Returns whether there was anything to cancel.
+    pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
+        token.cancel();
+        let (dropped, killed) = {
+            let mut state = self.lock();
+            let (dropped, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut state.queue)
+                .into_iter()
+                .partition(|job| Arc::ptr_eq(&job.ticket.call, token));
+            state.queue = kept;
+            let mut killed = false;
+            for seat in &mut state.seats {
+                let ours = seat
+                    .current
+                    .as_ref()
+                    .is_some_and(|r| Arc::ptr_eq(&r.ticket.call, token));
+                if ours {
+                    killed |= seat.doom(Doom::Cancelled);
+                }
+            }
+            (dropped, killed)
+        };
+        let found = killed || !dropped.is_empty();
+        for job in dropped {
+            job.fail(Error::Cancelled);
+        }
+        found
     }
 
     pub(crate) fn add_thread(&self, handle: JoinHandle<()>) {
@@ -247,44 +504,65 @@ impl Shared {
         if !state.lifecycle.replaces_workers() {
             return Err(state.lifecycle);
         }
-        Ok(state.next_for(seat))
+        let s = &mut state.seats[seat];
+        s.tasks_left = self.limits.max_tasks;
+        s.retiring = false;
+        s.doom = None;
+        s.deadline = None;
+        Ok(self.next_for(&mut state, seat))
     }
 
     /// The worker of `seat` finished job `job` of `count` items: returns its
-    /// ticket and the next job to send. `Err` if that is not the job it
+    /// ticket, the next job to send, and whether the worker must now be
+    /// replaced (its task budget is spent). `Err` if that is not the job it
     /// holds (the ticket stays with the seat).
     pub(crate) fn finished(
         &self,
         seat: usize,
         job: u64,
         count: u32,
-    ) -> Result<(Ticket, Option<Dispatch>), String> {
+    ) -> Result<(Ticket, Option<Dispatch>, bool), String> {
         let mut state = self.lock();
         let s = &mut state.seats[seat];
         match &s.current {
-            Some(t) if t.id == job && t.meta.count == count => {}
-            Some(t) => {
+            Some(r) if r.ticket.id == job && r.ticket.meta.count == count => {}
+            Some(r) => {
                 return Err(format!(
                     "it answered job {job} ({count} items) while holding job {} ({} items)",
-                    t.id, t.meta.count
+                    r.ticket.id, r.ticket.meta.count
                 ));
             }
             None => return Err(format!("it answered job {job} while holding none")),
         }
-        let ticket = s.current.take().expect("checked above");
-        let next = state.next_for(seat);
-        Ok((ticket, next))
+        let running = s.current.take().expect("checked above");
+        s.deadline = None;
+        // A worker being killed (its task was done just in time) or spent
+        // takes nothing more; a spent one is then replaced.
+        let retire = s.retiring && s.doom.is_none();
+        let next = match s.retiring || s.doom.is_some() {
+            true => None,
+            false => self.next_for(&mut state, seat),
+        };
+        Ok((running.ticket, next, retire))
     }
 
-    /// The worker of `seat` is gone: returns the job it held and what the
-    /// pool is doing now.
-    pub(crate) fn seat_lost(&self, seat: usize) -> (Option<Ticket>, Lifecycle) {
+    /// The worker of `seat` is gone: returns the job it held, what the pool
+    /// is doing now, and whether the pool killed it on purpose.
+    pub(crate) fn seat_lost(&self, seat: usize) -> Lost {
         let mut state = self.lock();
         state.idle.retain(|&i| i != seat);
         let s = &mut state.seats[seat];
         s.pid = None;
         s.channel = None;
-        (s.current.take(), state.lifecycle)
+        s.deadline = None;
+        s.retiring = false;
+        let running = s.current.take();
+        let doom = s.doom.take();
+        Lost {
+            running,
+            lifecycle: state.lifecycle,
+            doom,
+        }
     }
 
     /// `seat` could not restart its worker. When no seat is left, the pool
@@ -325,6 +603,7 @@ impl Shared {
                 return;
             }
             state.lifecycle = Lifecycle::Terminated;
+            self.timer_wake.notify_all();
             let channels: Vec<_> = state.seats.iter().filter_map(|s| s.channel.clone()).collect();
             (std::mem::take(&mut state.queue), channels)
         };
@@ -371,6 +650,7 @@ impl Shared {
             }
             debug_assert!(state.queue.is_empty(), "queued jobs hold pending tokens");
             state.lifecycle = Lifecycle::Joining;
+            self.timer_wake.notify_all();
             break state.seats.iter().filter_map(|s| s.channel.clone()).collect();
         };
         for channel in channels {

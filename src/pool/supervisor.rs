@@ -1,6 +1,10 @@
-//! Supervision: one thread per seat starts its worker, reads everything
-//! the worker sends, and, when the worker dies, fails the job it held
-//! (naming the signal or exit code), reaps it, and starts a replacement.
+//! Supervision: one thread per seat starts its worker (running the pool's
+//! initializer in it), reads everything the worker sends, and, when the
+//! worker dies, reports the job it held (timed out or cancelled if the pool
+//! killed it on purpose, over the memory limit, or dead with its signal or
+//! exit code; or runs it again when it may be retried), reaps it, and
+//! starts a replacement. A worker whose task budget is spent is let go and
+//! replaced the same way.
 //!
 //! Reading blocks in `read`, so a worker's death (its end of the channel
 //! closes) wakes its supervisor at once; so does `terminate`, which cuts the
@@ -8,9 +12,11 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
-use crate::error::Error;
-use crate::pool::shared::{Lifecycle, Shared};
+use crate::error::{Error, ExitCause};
+use crate::pool::policy::Doom;
+use crate::pool::shared::{Lifecycle, Lost, Running, Shared};
 use crate::protocol::message::FromWorker;
 use crate::result::sink::{ChunkOutcome, validate};
 use crate::worker::handle::{RecvError, WorkerProcess};
@@ -18,6 +24,10 @@ use crate::worker::handle::{RecvError, WorkerProcess};
 /// How many times in a row a seat tries to start a replacement worker
 /// before it gives up.
 const RESTART_ATTEMPTS: usize = 3;
+
+/// How long a worker that was told to stop (its task budget is spent) may
+/// take to exit before it is killed.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the supervisor of `seat`; it reports on `started` whether its
 /// first worker came up.
@@ -48,9 +58,8 @@ fn guarded(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                 crate::protocol::codec::panic_text(&*payload)
             ),
         };
-        let (lost, _) = shared.seat_lost(seat);
-        if let Some(ticket) = lost {
-            ticket.complete(ChunkOutcome::Failed(error.clone()));
+        if let Some(running) = shared.seat_lost(seat).running {
+            running.ticket.complete(ChunkOutcome::Failed(error.clone()));
         }
         shared.seat_gave_up(seat, error);
     }
@@ -79,28 +88,32 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
     loop {
         let stop = serve(shared, seat, &mut worker);
         let pid = worker.pid();
-        let (lost, lifecycle) = shared.seat_lost(seat);
-        let cause = if lifecycle == Lifecycle::Joining && lost.is_none() && matches!(stop, Stop::Closed) {
-            worker.reap()
+        let lost = shared.seat_lost(seat);
+        let replacement;
+        if matches!(stop, Stop::Retire) {
+            // Its last task is done: let it exit, while its replacement
+            // starts.
+            worker.channel().finish();
+            replacement = lost
+                .lifecycle
+                .replaces_workers()
+                .then(|| spawn_registered(shared, seat));
+            worker.reap_within(RETIRE_GRACE);
         } else {
-            worker.kill_and_reap()
-        };
-        // Start the replacement before reporting the death, so that whoever
-        // learns of the death finds the pool whole again.
-        let replacement = lifecycle
-            .replaces_workers()
-            .then(|| spawn_registered(shared, seat));
-        if let Some(ticket) = lost {
-            let error = match (lifecycle, stop) {
-                (Lifecycle::Terminated, _) => Error::Terminated,
-                (_, Stop::Broken(message)) => Error::Protocol { pid, message },
-                (_, Stop::Closed) => Error::WorkerDied {
-                    index: None,
-                    pid,
-                    cause,
-                },
+            let graceful = lost.lifecycle == Lifecycle::Joining
+                && lost.running.is_none()
+                && matches!(stop, Stop::Closed);
+            let cause = match graceful {
+                true => worker.reap(),
+                false => worker.kill_and_reap(),
             };
-            ticket.complete(ChunkOutcome::Failed(error));
+            // Start the replacement before reporting the death, so that
+            // whoever learns of the death finds the pool whole again.
+            replacement = lost
+                .lifecycle
+                .replaces_workers()
+                .then(|| spawn_registered(shared, seat));
+            report(shared, lost, stop, pid, cause, &worker);
         }
         let Some(first_try) = replacement else {
             return;
@@ -109,6 +122,51 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
             Some(worker) => worker,
             None => return,
         };
+    }
+}
+
+/// Reports the job a lost worker held (if any): what happened to it, or
+/// runs it again.
+fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, worker: &WorkerProcess) {
+    let Some(running) = lost.running else {
+        return;
+    };
+    let error = match (lost.lifecycle, lost.doom, stop) {
+        (Lifecycle::Terminated, _, _) => Error::Terminated,
+        (_, Some(Doom::TimedOut(after)), _) => Error::TimedOut {
+            index: None,
+            pid,
+            after,
+        },
+        (_, Some(Doom::Cancelled), _) => Error::Cancelled,
+        (_, None, Stop::Broken(message)) => Error::Protocol { pid, message },
+        (_, None, Stop::Closed | Stop::Retire) => match (shared.limits.max_memory, worker.output().alloc_failure()) {
+            (Some(limit), Some(requested)) => Error::MemoryLimit {
+                index: None,
+                pid,
+                limit,
+                requested: Some(requested),
+            },
+            _ => return died(shared, running, pid, cause),
+        },
+    };
+    running.ticket.complete(ChunkOutcome::Failed(error));
+}
+
+/// The worker running `running` died: run it again if it may be retried,
+/// or report the death with the number of attempts.
+fn died(shared: &Shared, running: Running, pid: u32, cause: ExitCause) {
+    match running.retry() {
+        Ok(job) => shared.requeue(job),
+        Err(ticket) => {
+            let attempts = ticket.attempt;
+            ticket.complete(ChunkOutcome::Failed(Error::WorkerDied {
+                index: None,
+                pid,
+                cause,
+                attempts,
+            }));
+        }
     }
 }
 
@@ -131,7 +189,11 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
         BringUp::Up(worker) => worker,
         other => return other,
     };
-    if let Err(e) = worker.handshake(&shared.start, || shared.worker_gone(seat)) {
+    let mut started = worker.handshake(&shared.start, || shared.worker_gone(seat));
+    if let (Ok(()), Some(init)) = (&started, &shared.init) {
+        started = worker.initialize(init, shared.start.start_timeout, || shared.worker_gone(seat));
+    }
+    if let Err(e) = started {
         return match shared.lifecycle().replaces_workers() {
             true => BringUp::Failed(e),
             false => BringUp::Stopped,
@@ -140,7 +202,7 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
     match shared.worker_ready(seat) {
         Ok(next) => {
             if let Some((channel, frame)) = next {
-                let _ = channel.send(&frame);
+                let _ = channel.send(frame.bytes());
             }
             BringUp::Up(worker)
         }
@@ -180,6 +242,8 @@ enum Stop {
     Closed,
     /// It broke the protocol (or gave up with a fault).
     Broken(String),
+    /// It ran its last task (`max_tasks_per_child`) and must be replaced.
+    Retire,
 }
 
 /// Reads the worker's results until it stops.
@@ -196,17 +260,20 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 if let Err(e) = validate(results, count) {
                     return Stop::Broken(e.0);
                 }
-                let (ticket, next) = match shared.finished(seat, job, count) {
+                let (ticket, next, retire) = match shared.finished(seat, job, count) {
                     Ok(done) => done,
                     Err(message) => return Stop::Broken(message),
                 };
                 // Keep the worker busy while this thread decodes.
                 if let Some((channel, frame)) = next {
-                    let _ = channel.send(&frame);
+                    let _ = channel.send(frame.bytes());
                 }
                 // What the task printed comes before its result.
                 output.drain();
                 ticket.complete(ChunkOutcome::Results(results));
+                if retire {
+                    return Stop::Retire;
+                }
             }
             FromWorker::Fault(reason) => return Stop::Broken(format!("the worker gave up: {reason}")),
             other => return Stop::Broken(format!("unexpected message {other:?}")),

@@ -36,7 +36,6 @@ pub(crate) fn parent_reads(bytes: &[u8]) {
                 return;
             }
             let meta = ChunkMeta {
-                chunk: 0,
                 first: 0,
                 count,
                 holes: Vec::new(),

@@ -69,6 +69,34 @@ pub(crate) fn finish_task(
     frame::finish(buf, TASK, max_body).map(drop)
 }
 
+/// Splits a whole task frame (made here, so well formed) after its first
+/// `at` items: the first part keeps job id `head`, the rest becomes job
+/// `tail`. `None` if `at` does not fall inside the task.
+pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+    let h = frame::HEADER_LEN;
+    let ToWorker::Task { call, count, items, .. } = ToWorker::decode(TASK, task.get(h..)?).ok()?;
+    if at == 0 || at >= count {
+        return None;
+    }
+    let mut offset = 0;
+    for _ in 0..at {
+        let len = items.get(offset + 1..offset + 5)?;
+        offset += 5 + u32::from_le_bytes(len.try_into().ok()?) as usize;
+    }
+    let part = |job, count, bytes: &[u8]| {
+        let mut buf = Vec::with_capacity(h + TASK_HEADER + bytes.len());
+        start_task(&mut buf);
+        buf.extend_from_slice(bytes);
+        // Each part is smaller than the whole, which passed the limit.
+        finish_task(&mut buf, job, call, count, usize::MAX).expect("a part of a sendable task");
+        buf
+    };
+    Some((
+        part(head, at, items.get(..offset)?),
+        part(tail, count - at, items.get(offset..)?),
+    ))
+}
+
 /// Begins a done frame in `buf`; append the results, then [`finish_done`].
 pub(crate) fn start_done(buf: &mut Vec<u8>) {
     frame::start(buf);
@@ -218,6 +246,35 @@ mod tests {
                 items: b"items"
             }
         );
+    }
+
+    #[test]
+    fn a_task_splits_at_an_item_boundary() {
+        use crate::protocol::items::{self, Items};
+        let call = Call {
+            entry: FunctionId(1),
+            func: FunctionId(2),
+            signature: 3,
+        };
+        let mut buf = Vec::new();
+        start_task(&mut buf);
+        for word in ["a", "bb", "ccc"] {
+            items::push_bytes(&mut buf, items::ARG_VALUE, word.as_bytes());
+        }
+        finish_task(&mut buf, 9, call, 3, DEFAULT_MAX_BODY).unwrap();
+        let (head, tail) = split_task(&buf, 2, 9, 10).unwrap();
+        let bodies = |frame: &[u8]| {
+            let (kind, body) = split(frame);
+            let ToWorker::Task { job, call: c, count, items } = ToWorker::decode(kind, body).unwrap();
+            assert_eq!(c, call);
+            let words: Vec<Vec<u8>> = Items::new(items).map(|i| i.unwrap().1.to_vec()).collect();
+            assert_eq!(words.len(), count as usize);
+            (job, words)
+        };
+        assert_eq!(bodies(&head), (9, vec![b"a".to_vec(), b"bb".to_vec()]));
+        assert_eq!(bodies(&tail), (10, vec![b"ccc".to_vec()]));
+        assert!(split_task(&buf, 0, 9, 10).is_none());
+        assert!(split_task(&buf, 3, 9, 10).is_none());
     }
 
     #[test]

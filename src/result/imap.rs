@@ -17,23 +17,29 @@ use crate::pool::job::Job;
 use crate::pool::shared::{Admission, Shared};
 use crate::result::sink::ChunkResults;
 
-/// Makes chunk number `chunk` starting at input position `first`; `None`
-/// when the input is exhausted.
-pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Job> + Send + 'a>;
+/// Makes the chunk starting at input position `first`; `None` when the
+/// input is exhausted.
+pub(crate) type Produce<'a> = Box<dyn FnMut(usize) -> Option<Job> + Send + 'a>;
 
-/// What both iterators share.
+/// What both iterators share. Everything is counted in items (input
+/// positions), because the pool may split a chunk on its way to a worker.
 pub(crate) struct Stream<'a, R> {
     shared: Arc<Shared>,
     produce: Produce<'a>,
     results: Receiver<ChunkResults<R>>,
     ordered: bool,
+    /// The window, in chunks.
     window: usize,
+    /// The largest chunk so far, to turn the window into items.
+    chunk_size: usize,
+    /// Items submitted: the input position of the next chunk.
     submitted: usize,
+    /// Items whose results came back.
     received: usize,
-    next_first: usize,
     exhausted: bool,
-    /// Ordered: the next chunk to release, and chunks that came early.
-    next_chunk: usize,
+    /// Ordered: the next position to release, and parts that came early
+    /// (by their first position).
+    next_pos: usize,
     early: BTreeMap<usize, Vec<Result<R, Error>>>,
     ready: VecDeque<Result<R, Error>>,
 }
@@ -52,11 +58,11 @@ impl<'a, R> Stream<'a, R> {
             results,
             ordered,
             window,
+            chunk_size: 1,
             submitted: 0,
             received: 0,
-            next_first: 0,
             exhausted: false,
-            next_chunk: 0,
+            next_pos: 0,
             early: BTreeMap::new(),
             ready: VecDeque::new(),
         };
@@ -64,22 +70,23 @@ impl<'a, R> Stream<'a, R> {
         stream
     }
 
-    /// Chunks submitted and not yet released to the caller.
+    /// Items submitted and not yet released to the caller.
     fn in_window(&self) -> usize {
         self.submitted
             - if self.ordered {
-                self.next_chunk
+                self.next_pos
             } else {
                 self.received
             }
     }
 
     fn fill(&mut self) {
-        while !self.exhausted && self.in_window() < self.window {
-            match (self.produce)(self.submitted, self.next_first) {
+        while !self.exhausted && self.in_window() < self.window * self.chunk_size {
+            match (self.produce)(self.submitted) {
                 Some(job) => {
-                    self.next_first += job.ticket.meta.count as usize;
-                    self.submitted += 1;
+                    let count = job.ticket.meta.count as usize;
+                    self.submitted += count;
+                    self.chunk_size = self.chunk_size.max(count);
                     if let Err(refused) = self.shared.submit(job, Admission::Continuation) {
                         // Its items come back as errors, in their place.
                         refused.fail();
@@ -96,9 +103,9 @@ impl<'a, R> Stream<'a, R> {
                 return Some(item);
             }
             if self.ordered
-                && let Some(items) = self.early.remove(&self.next_chunk)
+                && let Some(items) = self.early.remove(&self.next_pos)
             {
-                self.next_chunk += 1;
+                self.next_pos += items.len();
                 self.ready.extend(items);
                 continue;
             }
@@ -109,10 +116,10 @@ impl<'a, R> Stream<'a, R> {
             // Every submitted chunk is completed exactly once (its ticket
             // sees to that), and this stream holds a sender, so this cannot
             // wait forever.
-            let (chunk, items) = self.results.recv().ok()?;
-            self.received += 1;
+            let (first, items) = self.results.recv().ok()?;
+            self.received += items.len();
             if self.ordered {
-                self.early.insert(chunk, items);
+                self.early.insert(first, items);
             } else {
                 self.ready.extend(items);
             }
@@ -124,8 +131,8 @@ impl<R> fmt::Debug for Stream<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
             .field("ordered", &self.ordered)
-            .field("submitted_chunks", &self.submitted)
-            .field("received_chunks", &self.received)
+            .field("submitted_items", &self.submitted)
+            .field("received_items", &self.received)
             .field("input_exhausted", &self.exhausted)
             .finish()
     }

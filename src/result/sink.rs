@@ -3,6 +3,7 @@
 //! sink decodes them into values (so decoding runs in parallel across
 //! workers' threads) and delivers them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -14,11 +15,10 @@ use crate::protocol::items::{self, Items};
 use crate::protocol::{ProtocolError, codec};
 use crate::result::slot::Resolver;
 
-/// What a chunk is, besides its bytes.
+/// What a chunk is, besides its bytes. A chunk may be split on its way
+/// to a worker; each part has its own `ChunkMeta`.
 #[derive(Debug)]
 pub(crate) struct ChunkMeta {
-    /// The chunk's number within its call (0, 1, ...).
-    pub(crate) chunk: usize,
     /// The input position of its first item.
     pub(crate) first: usize,
     /// How many items it holds.
@@ -36,7 +36,8 @@ pub(crate) enum ChunkOutcome<'a> {
     Failed(Error),
 }
 
-/// Receives the outcome of each chunk of one call, exactly once per chunk.
+/// Receives the outcome of each chunk (or part of a chunk) of one call,
+/// exactly once per chunk.
 pub(crate) trait Sink: Send + Sync {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>);
 }
@@ -151,15 +152,18 @@ impl<R: DeserializeOwned + Send + 'static> Sink for OneShot<R> {
     }
 }
 
-/// The sink of `map_async`: gathers chunks in order; on failure keeps the
-/// error of the lowest failing input position.
+/// The sink of `map_async`: gathers chunks by input position; on failure
+/// keeps the error of the lowest failing input position.
 pub(crate) struct Collect<R: Send + 'static> {
     state: Mutex<CollectState<R>>,
 }
 
 struct CollectState<R: Send + 'static> {
-    parts: Vec<Option<Vec<R>>>,
+    /// Finished chunks by the input position of their first item.
+    parts: BTreeMap<usize, Vec<R>>,
+    /// Items whose chunk is done.
     done: usize,
+    /// How many items the call has, once all are submitted.
     total: Option<usize>,
     /// The failure at the lowest input position so far, with that position
     /// (an error need not carry an index: a protocol failure does not).
@@ -171,7 +175,7 @@ impl<R: Send + 'static> Collect<R> {
     pub(crate) fn new(resolver: Resolver<Vec<R>>) -> Arc<Self> {
         Arc::new(Collect {
             state: Mutex::new(CollectState {
-                parts: Vec::new(),
+                parts: BTreeMap::new(),
                 done: 0,
                 total: None,
                 error: None,
@@ -180,7 +184,7 @@ impl<R: Send + 'static> Collect<R> {
         })
     }
 
-    /// Says how many chunks the call has, once all are submitted.
+    /// Says how many items the call has, once all are submitted.
     pub(crate) fn seal(&self, total: usize) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.total = Some(total);
@@ -198,9 +202,9 @@ impl<R: Send + 'static> Collect<R> {
             Some((_, error)) => Err(error),
             None => {
                 let parts = std::mem::take(&mut state.parts);
-                let mut values = Vec::with_capacity(parts.iter().flatten().map(Vec::len).sum());
-                for part in parts {
-                    values.extend(part.expect("every chunk is done"));
+                let mut values = Vec::with_capacity(state.done);
+                for part in parts.into_values() {
+                    values.extend(part);
                 }
                 Ok(values)
             }
@@ -225,7 +229,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
             }
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.done += 1;
+        state.done += meta.count as usize;
         match first_error {
             Some((at, e)) => {
                 if state.error.as_ref().is_none_or(|(old, _)| at < *old) {
@@ -234,10 +238,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
                 state.parts.clear();
             }
             None if state.error.is_none() => {
-                if state.parts.len() <= meta.chunk {
-                    state.parts.resize_with(meta.chunk + 1, || None);
-                }
-                state.parts[meta.chunk] = Some(values);
+                state.parts.insert(meta.first, values);
             }
             None => {}
         }
@@ -245,7 +246,8 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     }
 }
 
-/// One chunk's results, for the `imap` iterators.
+/// One chunk's results with the input position of its first item, for the
+/// `imap` iterators.
 pub(crate) type ChunkResults<R> = (usize, Vec<Result<R, Error>>);
 
 /// The sink of `imap` and `imap_unordered`: forwards each decoded chunk.
@@ -262,7 +264,7 @@ impl<R> Forward<R> {
 impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
         // The iterator may be gone; then nobody wants the results.
-        let _ = self.to.send((meta.chunk, decode_chunk(meta, outcome, true)));
+        let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
     }
 }
 
@@ -279,7 +281,6 @@ mod tests {
 
     fn meta(first: usize, count: u32) -> ChunkMeta {
         ChunkMeta {
-            chunk: 0,
             first,
             count,
             holes: vec![(
@@ -367,8 +368,7 @@ mod tests {
         let pending = Arc::new(Pending::default());
         let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
         let collect = Collect::<u32>::new(resolver);
-        let chunk = |chunk, first| ChunkMeta {
-            chunk,
+        let chunk = |first| ChunkMeta {
             first,
             count: 2,
             holes: Vec::new(),
@@ -379,14 +379,14 @@ mod tests {
             pid: 1,
             message: "garbage".into(),
         };
-        collect.complete(&chunk(1, 2), ChunkOutcome::Failed(protocol));
+        collect.complete(&chunk(2), ChunkOutcome::Failed(protocol));
         let mut buf = Vec::new();
         items::push_with(&mut buf, items::RES_OK, |b| codec::encode(&1u32, b)).unwrap();
         let panic = RemotePanic::new("first".into(), None, None);
         items::push_with(&mut buf, items::RES_PANIC, |b| codec::encode(&panic, b)).unwrap();
-        collect.complete(&chunk(0, 0), ChunkOutcome::Results(&buf));
-        collect.seal(2);
-        let err = AsyncResult::new(slot).get().unwrap_err();
+        collect.complete(&chunk(0), ChunkOutcome::Results(&buf));
+        collect.seal(4);
+        let err = AsyncResult::new(slot, None).get().unwrap_err();
         assert!(matches!(&err, Error::Panicked { index: Some(1), .. }), "{err:?}");
     }
 
@@ -396,6 +396,7 @@ mod tests {
             index: None,
             pid: 1,
             cause: crate::error::ExitCause::Exited(1),
+            attempts: 1,
         };
         let out = decode_chunk::<u32>(&meta(4, 3), ChunkOutcome::Failed(died.clone()), true);
         let indexes: Vec<_> = out.iter().map(|r| r.as_ref().unwrap_err().index()).collect();

@@ -2,12 +2,14 @@
 //! callbacks first), and [`AsyncResult`], the user's handle on it.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::pool::callbacks::{self, CallbackSender, Callbacks};
 use crate::pool::pending::PendingToken;
+use crate::pool::policy::CallToken;
+use crate::pool::shared::Shared;
 
 enum State<T> {
     Pending,
@@ -137,11 +139,66 @@ impl<T: Send + 'static> fmt::Debug for Resolver<T> {
 /// ```
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
+    canceller: Option<Canceller>,
+}
+
+/// What [`AsyncResult::cancel`] needs: the pool (if it still exists) and
+/// the call's token.
+pub(crate) struct Canceller {
+    shared: Weak<Shared>,
+    token: Arc<CallToken>,
+}
+
+impl Canceller {
+    pub(crate) fn new(shared: &Arc<Shared>, token: &Arc<CallToken>) -> Self {
+        Canceller {
+            shared: Arc::downgrade(shared),
+            token: Arc::clone(token),
+        }
+    }
 }
 
 impl<T> AsyncResult<T> {
-    pub(crate) fn new(slot: Arc<Slot<T>>) -> Self {
-        AsyncResult { slot }
+    pub(crate) fn new(slot: Arc<Slot<T>>, canceller: Option<Canceller>) -> Self {
+        AsyncResult { slot, canceller }
+    }
+
+    /// Cancels the task (every task of a `map_async`) if it is not done:
+    /// tasks still queued are dropped, and a task that is running is
+    /// **killed together with its worker process**, which the pool replaces
+    /// (a process cannot be interrupted safely in the middle of arbitrary
+    /// code). The result then resolves to [`Error::Cancelled`], and its
+    /// error callback runs. Other calls' tasks are not touched.
+    ///
+    /// Returns `true` if something was cancelled, `false` if the task had
+    /// already finished (or its pool is gone). A task that finishes at the
+    /// very moment it is cancelled may still deliver its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procpool::Pool::new(1)?;
+    /// let busy = pool.apply_async(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60)?;
+    /// let queued = pool.apply_async(|x: u8| x, 1)?;
+    /// assert!(queued.cancel());
+    /// assert!(busy.cancel()); // kills the worker; the pool starts another
+    /// assert!(queued.get().unwrap_err().is_cancelled());
+    /// assert!(busy.get().unwrap_err().is_cancelled());
+    /// assert_eq!(pool.apply(|x: u8| x + 1, 1)?, 2);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if self.ready() {
+            return false;
+        }
+        let Some(canceller) = &self.canceller else {
+            return false;
+        };
+        match canceller.shared.upgrade() {
+            Some(shared) => shared.cancel(&canceller.token),
+            None => false,
+        }
     }
 
     /// Blocks until the task is done and returns its value (or error).
@@ -325,7 +382,7 @@ mod tests {
         let thread = CallbackThread::start().unwrap();
         let pending = Arc::new(Pending::default());
         let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
-        (AsyncResult::new(slot), resolver)
+        (AsyncResult::new(slot, None), resolver)
     }
 
     #[test]

@@ -63,3 +63,37 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // in the process knows it, so this is its only owner.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Sends SIGKILL to `pid`.
+///
+/// `pid` must be an unreaped child of this process (so that it cannot have
+/// been reused by another process); a child that already exited ignores it.
+pub(crate) fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Caps the data segment (`RLIMIT_DATA`: heap and private writable
+/// memory) of the process `command` starts at `bytes`.
+pub(crate) fn limit_memory(command: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    let hook = move || {
+        // SAFETY: `setrlimit` reads the `rlimit` we pass by reference, which
+        // lives on this stack frame for the call.
+        match unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    };
+    // SAFETY: the hook runs between `fork` and `exec`, where only
+    // async-signal-safe calls are allowed; it makes one, `setrlimit`, and
+    // allocates nothing (the error path reads `errno` only).
+    unsafe {
+        command.pre_exec(hook);
+    }
+}

@@ -39,6 +39,8 @@ pub(crate) struct StartConfig {
     pub(crate) start_timeout: Duration,
     /// The largest frame body accepted from a worker.
     pub(crate) max_body: usize,
+    /// The data segment cap of each worker, in bytes.
+    pub(crate) max_memory: Option<u64>,
 }
 
 impl StartConfig {
@@ -51,6 +53,7 @@ impl StartConfig {
                 .unwrap_or_else(|| "procpool-worker".into()),
             start_timeout,
             max_body: frame::DEFAULT_MAX_BODY,
+            max_memory: None,
         })
     }
 }
@@ -135,6 +138,9 @@ impl WorkerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         sys::fd::inherit_across_exec(&mut command, &theirs);
+        if let Some(bytes) = config.max_memory {
+            sys::process::limit_memory(&mut command, bytes);
+        }
         let mut child = command.spawn().map_err(Error::spawn)?;
         drop(theirs);
         let pid = child.id();
@@ -150,7 +156,9 @@ impl WorkerProcess {
         });
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let output = match (stdout, stderr) {
-            (Some(stdout), Some(stderr)) => Output::start(stdout, stderr, exit, pid),
+            (Some(stdout), Some(stderr)) => {
+                Output::start(stdout, stderr, exit, pid, config.max_memory.is_some())
+            }
             _ => Err(io::Error::other("the worker's output pipes are missing")),
         };
         let output = match output {
@@ -252,6 +260,65 @@ impl WorkerProcess {
         }
     }
 
+    /// Runs the pool's initializer (a `TASK` frame for job 0) in a worker
+    /// that passed its handshake, within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Initializer`] with what the initializer returned or how it
+    /// panicked; [`Error::WorkerStart`] if the worker died or broke the
+    /// protocol. The worker is then killed and reaped, after
+    /// `before_reaping` has run.
+    pub(crate) fn initialize(
+        &mut self,
+        frame: &[u8],
+        timeout: Duration,
+        before_reaping: impl FnOnce(),
+    ) -> Result<(), Error> {
+        let outcome = self.read_init(frame, timeout);
+        if let Err(e) = outcome {
+            before_reaping();
+            let cause = self.kill_and_reap();
+            return Err(match e {
+                Error::WorkerStart { pid, reason } => Error::WorkerStart {
+                    pid,
+                    reason: format!("{reason} [the process {cause}]"),
+                },
+                other => other,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_init(&mut self, frame: &[u8], timeout: Duration) -> Result<(), Error> {
+        let pid = self.pid;
+        let start_error = |reason: String| Error::WorkerStart { pid, reason };
+        if self.channel.send(frame).is_err() {
+            return Err(start_error("it died before its initializer ran".into()));
+        }
+        let socket = self.reader.get_ref();
+        socket.set_read_timeout(Some(timeout)).map_err(Error::spawn)?;
+        let read = frame::read_frame(&mut self.reader, &mut self.body, self.max_body);
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        let kind = match read {
+            Ok(kind) => kind,
+            Err(ReadError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(start_error(format!(
+                    "its initializer did not finish within the start timeout ({timeout:?}); raise \
+                     PoolBuilder::start_timeout for a slow initializer"
+                )));
+            }
+            Err(_) => return Err(start_error("it died while running the initializer".into())),
+        };
+        match FromWorker::decode(kind, &self.body) {
+            Ok(FromWorker::Done { job, count: 1, results }) if job == crate::pool::job::INIT_JOB => {
+                init_outcome(results).map_err(|message| Error::Initializer { pid, message })
+            }
+            Ok(other) => Err(start_error(format!("it answered its initializer with {other:?}"))),
+            Err(e) => Err(start_error(format!("its answer to the initializer is not protocol: {e}"))),
+        }
+    }
+
     /// The worker's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.pid
@@ -346,5 +413,23 @@ fn cause_of(status: io::Result<ExitStatus>) -> ExitCause {
             (None, None) => ExitCause::Unknown,
         },
         Err(_) => ExitCause::Unknown,
+    }
+}
+
+/// What the initializer's one result item says.
+fn init_outcome(results: &[u8]) -> Result<(), String> {
+    use crate::protocol::{codec, items};
+    let mut all = items::Items::new(results);
+    let (tag, body) = match all.next() {
+        Some(Ok(item)) => item,
+        _ => return Err("its result is malformed".into()),
+    };
+    match tag {
+        items::RES_OK => codec::decode::<Result<(), String>>(body)?,
+        items::RES_PANIC => match codec::decode::<crate::error::RemotePanic>(body) {
+            Ok(panic) => Err(format!("it panicked {panic}")),
+            Err(_) => Err("it panicked".into()),
+        },
+        _ => Err(String::from_utf8_lossy(body).into_owned()),
     }
 }

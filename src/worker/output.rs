@@ -23,6 +23,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ChildStderr, ChildStdout};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
@@ -64,6 +65,11 @@ struct Buffers {
 struct Shared {
     pipes: [Pipe; 2],
     buffers: Mutex<Buffers>,
+    /// Whether to look for the standard library's report of a failed
+    /// allocation on stderr (the worker has a memory cap).
+    watch_alloc: bool,
+    /// The size of the failed allocation, plus one; 0 while none was seen.
+    alloc_failure: AtomicU64,
 }
 
 /// What the relay thread watches besides the pipes: the worker's exit, and
@@ -88,6 +94,7 @@ impl Output {
         stderr: ChildStderr,
         exit: Option<ExitWatch>,
         pid: u32,
+        watch_alloc: bool,
     ) -> io::Result<Output> {
         let pipes = [
             Pipe {
@@ -105,6 +112,8 @@ impl Output {
         let shared = Arc::new(Shared {
             pipes,
             buffers: Mutex::new(Buffers::default()),
+            watch_alloc,
+            alloc_failure: AtomicU64::new(0),
         });
         let relay = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -127,6 +136,28 @@ impl Output {
     pub(crate) fn finish(&self) {
         self.shared.pump(true, DRAIN_TURN);
     }
+
+    /// The size of an allocation the worker reported as failed on stderr
+    /// (the standard library's `memory allocation of N bytes failed`, just
+    /// before it aborts), when the relay was asked to watch for it.
+    pub(crate) fn alloc_failure(&self) -> Option<u64> {
+        match self.shared.alloc_failure.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n - 1),
+        }
+    }
+}
+
+/// The size in a line `memory allocation of N bytes failed`.
+fn failed_allocation(lines: &[u8]) -> Option<u64> {
+    const PREFIX: &[u8] = b"memory allocation of ";
+    let at = lines.windows(PREFIX.len()).position(|w| w == PREFIX)?;
+    let rest = &lines[at + PREFIX.len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if !rest[digits..].starts_with(b" bytes failed") {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 impl Shared {
@@ -204,7 +235,7 @@ impl Shared {
                     Ok(n) => {
                         reads += 1;
                         buffers.partial[i].extend_from_slice(&chunk[..n]);
-                        emit_lines(pipe.target, &mut buffers.partial[i], false);
+                        self.emit_lines(pipe.target, &mut buffers.partial[i], false);
                     }
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) => break,
@@ -212,30 +243,43 @@ impl Shared {
                 }
             }
             let rest = all || buffers.closed[i];
-            emit_lines(pipe.target, &mut buffers.partial[i], rest);
+            self.emit_lines(pipe.target, &mut buffers.partial[i], rest);
         }
+    }
+
+    /// Passes on the complete lines at the front of `partial` (all of it
+    /// with `rest`, or when it has grown past [`MAX_PARTIAL`]).
+    fn emit_lines(&self, target: Target, partial: &mut Vec<u8>, rest: bool) {
+        let complete = complete_lines(partial, rest);
+        if complete == 0 {
+            return;
+        }
+        if self.watch_alloc
+            && matches!(target, Target::Stderr)
+            && let Some(size) = failed_allocation(&partial[..complete])
+        {
+            self.alloc_failure.store(size.saturating_add(1), Ordering::SeqCst);
+        }
+        emit(target, &partial[..complete]);
+        partial.drain(..complete);
     }
 }
 
-/// Passes on the complete lines at the front of `partial` (all of it with
-/// `rest`, or when it has grown past [`MAX_PARTIAL`]).
-fn emit_lines(target: Target, partial: &mut Vec<u8>, rest: bool) {
+/// How many bytes at the front of `partial` to pass on: its complete lines
+/// (all of it with `rest`, or when it has grown past [`MAX_PARTIAL`]). An
+/// unfinished line passed on gets a newline, so that nothing splices onto
+/// it.
+fn complete_lines(partial: &mut Vec<u8>, rest: bool) -> usize {
     let mut complete = if rest || partial.len() > MAX_PARTIAL {
         partial.len()
     } else {
         partial.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
     };
-    if complete == 0 {
-        return;
-    }
-    if partial[complete - 1] != b'\n' {
-        // An unfinished line passed on as it is still ends the line, in the
-        // same write, so that nothing splices onto it.
+    if complete > 0 && partial[complete - 1] != b'\n' {
         partial.insert(complete, b'\n');
         complete += 1;
     }
-    emit(target, &partial[..complete]);
-    partial.drain(..complete);
+    complete
 }
 
 /// Writes whole lines to the parent's descriptor, with `write(2)` directly:
@@ -262,5 +306,28 @@ fn emit(target: Target, mut lines: &[u8]) {
             // A parent whose output is closed loses worker output, like its own.
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_allocation_failure_report_is_recognised() {
+        assert_eq!(
+            failed_allocation(b"x\nmemory allocation of 1073741824 bytes failed\n"),
+            Some(1 << 30)
+        );
+        assert_eq!(failed_allocation(b"memory allocation of many bytes failed\n"), None);
+        assert_eq!(failed_allocation(b"memory allocation of 12 bytes\n"), None);
+    }
+
+    #[test]
+    fn only_whole_lines_pass_unless_told() {
+        let mut partial = b"one\ntwo".to_vec();
+        assert_eq!(complete_lines(&mut partial, false), 4);
+        assert_eq!(complete_lines(&mut partial, true), 8);
+        assert_eq!(partial, b"one\ntwo\n");
     }
 }

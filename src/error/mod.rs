@@ -1,11 +1,15 @@
-//! The one error type of the crate, and the details it carries.
+//! The one error type of the crate ([`Error`]); the details it carries
+//! (exit causes, remote panics) are in [`details`].
+
+mod details;
+
+pub use details::{DataKind, ExitCause, PanicLocation, RemotePanic};
 
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
 /// A `Result` whose error is [`Error`].
 ///
@@ -92,7 +96,7 @@ pub enum Error {
 
     /// The worker process running the task died (a signal such as SIGKILL
     /// or SIGSEGV, `abort`, `exit`). The pool has started a replacement.
-    #[error("{}: worker process {pid} died ({cause})", TaskName(*index))]
+    #[error("{}: worker process {pid} died ({cause}){}", TaskName(*index), Attempts(*attempts))]
     WorkerDied {
         /// Position of the first item of the lost chunk in a `map`-like call;
         /// `None` for `apply`/`apply_async`.
@@ -101,6 +105,58 @@ pub enum Error {
         pid: u32,
         /// How it ended.
         cause: ExitCause,
+        /// How many times the task was run: 1, or more with
+        /// [`retries`](crate::PoolBuilder::retries), each attempt losing its
+        /// worker.
+        attempts: u32,
+    },
+
+    /// The task ran past its timeout ([`Call::with_timeout`](crate::Call::with_timeout)
+    /// or [`PoolBuilder::task_timeout`](crate::PoolBuilder::task_timeout)).
+    /// It was killed together with its worker process, which the pool
+    /// replaced; other tasks were not touched.
+    #[error("{}: ran past its timeout of {after:?} and was killed with worker process {pid} (the pool started a replacement)", TaskName(*index))]
+    TimedOut {
+        /// Position of the item in a `map`-like call; `None` for `apply`.
+        index: Option<usize>,
+        /// The killed worker's process id.
+        pid: u32,
+        /// The timeout it ran past.
+        after: Duration,
+    },
+
+    /// The task was cancelled by [`AsyncResult::cancel`](crate::AsyncResult::cancel)
+    /// before it finished: it was taken off the queue, or killed with its
+    /// worker process (which the pool replaced).
+    #[error("the task was cancelled")]
+    Cancelled,
+
+    /// The task used more memory than the pool's
+    /// [`max_memory_per_worker`](crate::PoolBuilder::max_memory_per_worker)
+    /// allows. Its worker process was stopped by the limit and replaced.
+    #[error("{}: exceeded the memory limit of {limit} bytes per worker{} in worker process {pid}, which was replaced (raise PoolBuilder::max_memory_per_worker, or use less memory per task)", TaskName(*index), Requested(*requested))]
+    MemoryLimit {
+        /// Position of the item in a `map`-like call; `None` for `apply`.
+        index: Option<usize>,
+        /// The stopped worker's process id.
+        pid: u32,
+        /// The limit, in bytes.
+        limit: u64,
+        /// The size of the allocation that failed, when the worker said.
+        requested: Option<u64>,
+    },
+
+    /// The pool's [`initializer`](crate::PoolBuilder::initializer) failed
+    /// (returned an error or panicked) in a new worker. When starting the
+    /// pool, the pool is not made; later, the worker's seat stops being
+    /// refilled after a few failures in a row, and when no worker is left
+    /// every waiting task gets this error.
+    #[error("the pool's initializer failed in worker process {pid}: {message}")]
+    Initializer {
+        /// The worker's process id.
+        pid: u32,
+        /// The error it returned, or its panic.
+        message: String,
     },
 
     /// A task's argument or result could not be turned into bytes.
@@ -217,6 +273,56 @@ impl Error {
         matches!(self, Error::WorkerDied { .. })
     }
 
+    /// Whether the task ran past its timeout and was killed
+    /// ([`Error::TimedOut`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procpool::Pool::new(1)?;
+    /// let err = pool
+    ///     .with_timeout(Duration::from_millis(100))
+    ///     .apply(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60)
+    ///     .unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Error::TimedOut { .. })
+    }
+
+    /// Whether the task was cancelled ([`Error::Cancelled`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = procpool::Pool::new(1)?;
+    /// let h = pool.apply_async(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60)?;
+    /// assert!(h.cancel());
+    /// assert!(h.get().unwrap_err().is_cancelled());
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// Whether the task went over the pool's memory limit
+    /// ([`Error::MemoryLimit`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::builder().processes(1).max_memory_per_worker(256 << 20).build()?;
+    /// let err = pool.apply(|n: usize| vec![1u8; n].len(), 1 << 30).unwrap_err();
+    /// assert!(err.is_memory_limit(), "{err}");
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn is_memory_limit(&self) -> bool {
+        matches!(self, Error::MemoryLimit { .. })
+    }
+
     /// Whether a wait gave up (the task itself goes on).
     ///
     /// # Examples
@@ -275,6 +381,8 @@ impl Error {
         match self {
             Error::Panicked { index, .. }
             | Error::WorkerDied { index, .. }
+            | Error::TimedOut { index, .. }
+            | Error::MemoryLimit { index, .. }
             | Error::Encode { index, .. }
             | Error::Decode { index, .. }
             | Error::TooLarge { index, .. } => *index,
@@ -293,6 +401,8 @@ impl Error {
         match &mut self {
             Error::Panicked { index, .. }
             | Error::WorkerDied { index, .. }
+            | Error::TimedOut { index, .. }
+            | Error::MemoryLimit { index, .. }
             | Error::Encode { index, .. }
             | Error::Decode { index, .. }
             | Error::TooLarge { index, .. } => *index = Some(at),
@@ -310,6 +420,30 @@ impl Error {
     }
 }
 
+/// Prints " after 3 attempts" when a task was retried.
+struct Attempts(u32);
+
+impl fmt::Display for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 | 1 => Ok(()),
+            n => write!(f, " on each of its {n} attempts"),
+        }
+    }
+}
+
+/// Prints " (it asked for 1048576 bytes)" when the failed allocation is known.
+struct Requested(Option<u64>);
+
+impl fmt::Display for Requested {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, " (an allocation of {n} bytes failed)"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Prints "task" or "task 7" in error messages.
 struct TaskName(Option<usize>);
 
@@ -319,237 +453,6 @@ impl fmt::Display for TaskName {
             Some(i) => write!(f, "task {i}"),
             None => f.write_str("task"),
         }
-    }
-}
-
-/// Which value of a task failed to (de)serialise.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(procpool::DataKind::Argument.to_string(), "argument");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DataKind {
-    /// The value sent to the worker.
-    Argument,
-    /// The value sent back by the worker.
-    Result,
-}
-
-impl fmt::Display for DataKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DataKind::Argument => "argument",
-            DataKind::Result => "result",
-        })
-    }
-}
-
-/// How a worker process ended.
-///
-/// # Examples
-///
-/// ```
-/// use procpool::ExitCause;
-/// let cause = ExitCause::Signaled { signal: 9, core_dumped: false };
-/// assert_eq!(cause.signal(), Some(9));
-/// assert_eq!(cause.to_string(), "killed by signal 9 (SIGKILL)");
-/// assert_eq!(ExitCause::Exited(3).to_string(), "exited with code 3");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ExitCause {
-    /// It exited with this code (`std::process::exit`, or returning from a
-    /// worker loop that was told to stop).
-    Exited(i32),
-    /// A signal ended it (SIGKILL, SIGSEGV, SIGABRT from `abort()`...).
-    Signaled {
-        /// The signal number.
-        signal: i32,
-        /// Whether it left a core dump.
-        core_dumped: bool,
-    },
-    /// The operating system reported neither (should not happen on Linux).
-    Unknown,
-}
-
-impl ExitCause {
-    /// The signal that ended the process, if a signal did.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(procpool::ExitCause::Exited(0).signal(), None);
-    /// ```
-    pub fn signal(&self) -> Option<i32> {
-        match self {
-            ExitCause::Signaled { signal, .. } => Some(*signal),
-            _ => None,
-        }
-    }
-
-    /// The exit code, if the process exited on its own.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(procpool::ExitCause::Exited(4).code(), Some(4));
-    /// ```
-    pub fn code(&self) -> Option<i32> {
-        match self {
-            ExitCause::Exited(code) => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ExitCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitCause::Exited(code) => write!(f, "exited with code {code}"),
-            ExitCause::Signaled { signal, core_dumped } => {
-                write!(f, "killed by signal {signal}")?;
-                if let Ok(sig) = nix::sys::signal::Signal::try_from(*signal) {
-                    write!(f, " ({})", sig.as_str())?;
-                }
-                if *core_dumped {
-                    f.write_str(", core dumped")?;
-                }
-                Ok(())
-            }
-            ExitCause::Unknown => f.write_str("ended for an unknown reason"),
-        }
-    }
-}
-
-/// A panic that happened in a worker process, as the parent sees it.
-///
-/// # Examples
-///
-/// ```
-/// let pool = procpool::Pool::new(1)?;
-/// let err = pool.apply(|_: ()| -> u8 { panic!("boom {}", 42) }, ()).unwrap_err();
-/// let procpool::Error::Panicked { panic, .. } = err else { unreachable!() };
-/// assert_eq!(panic.message(), "boom 42");
-/// assert!(panic.location().unwrap().file().ends_with(".rs"));
-/// # Ok::<(), procpool::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemotePanic {
-    message: String,
-    location: Option<PanicLocation>,
-    backtrace: Option<String>,
-}
-
-impl RemotePanic {
-    pub(crate) fn new(message: String, location: Option<PanicLocation>, backtrace: Option<String>) -> Self {
-        RemotePanic {
-            message,
-            location,
-            backtrace,
-        }
-    }
-
-    /// The panic message (`"boom"` for `panic!("boom")`).
-    ///
-    /// # Examples
-    ///
-    /// See [`RemotePanic`].
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Where in the source the panic happened, when known.
-    ///
-    /// # Examples
-    ///
-    /// See [`RemotePanic`].
-    pub fn location(&self) -> Option<&PanicLocation> {
-        self.location.as_ref()
-    }
-
-    /// The worker's backtrace, captured when `RUST_BACKTRACE` is set in the
-    /// worker's environment (workers inherit the parent's).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let pool = procpool::Pool::new(1)?;
-    /// let err = pool.apply(|_: ()| -> u8 { panic!("no") }, ()).unwrap_err();
-    /// if let procpool::Error::Panicked { panic, .. } = err {
-    ///     // `None` unless RUST_BACKTRACE was set.
-    ///     let _maybe: Option<&str> = panic.backtrace();
-    /// }
-    /// # Ok::<(), procpool::Error>(())
-    /// ```
-    pub fn backtrace(&self) -> Option<&str> {
-        self.backtrace.as_deref()
-    }
-}
-
-impl fmt::Display for RemotePanic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(loc) = &self.location {
-            write!(f, "at {loc}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(bt) = &self.backtrace {
-            write!(f, "\nworker backtrace:\n{bt}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A source location of a [`RemotePanic`].
-///
-/// # Examples
-///
-/// See [`RemotePanic::location`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PanicLocation {
-    file: String,
-    line: u32,
-    column: u32,
-}
-
-impl PanicLocation {
-    pub(crate) fn new(file: String, line: u32, column: u32) -> Self {
-        PanicLocation { file, line, column }
-    }
-
-    /// The source file.
-    ///
-    /// # Examples
-    ///
-    /// See [`RemotePanic`].
-    pub fn file(&self) -> &str {
-        &self.file
-    }
-
-    /// The line, counting from 1.
-    ///
-    /// # Examples
-    ///
-    /// See [`RemotePanic`].
-    pub fn line(&self) -> u32 {
-        self.line
-    }
-
-    /// The column, counting from 1.
-    ///
-    /// # Examples
-    ///
-    /// See [`RemotePanic`].
-    pub fn column(&self) -> u32 {
-        self.column
-    }
-}
-
-impl fmt::Display for PanicLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }
 
@@ -566,11 +469,19 @@ mod tests {
                 signal: 11,
                 core_dumped: false,
             },
+            attempts: 1,
         };
         assert_eq!(
             died.to_string(),
             "task 4: worker process 77 died (killed by signal 11 (SIGSEGV))"
         );
+        let retried = Error::WorkerDied {
+            index: None,
+            pid: 5,
+            cause: ExitCause::Exited(3),
+            attempts: 3,
+        };
+        assert!(retried.to_string().ends_with("on each of its 3 attempts"), "{retried}");
         let panic = Error::Panicked {
             index: None,
             panic: RemotePanic::new(
