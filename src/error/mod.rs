@@ -10,7 +10,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 /// A `Result` whose error is [`Error`].
 ///
 /// # Examples
@@ -481,7 +480,10 @@ mod tests {
             cause: ExitCause::Exited(3),
             attempts: 3,
         };
-        assert!(retried.to_string().ends_with("on each of its 3 attempts"), "{retried}");
+        assert!(
+            retried.to_string().ends_with("on each of its 3 attempts"),
+            "{retried}"
+        );
         let panic = Error::Panicked {
             index: None,
             panic: RemotePanic::new(

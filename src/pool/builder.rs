@@ -8,10 +8,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+
+use crate::bootstrap;
 use crate::pool::Pool;
 use crate::pool::job::init_frame;
 use crate::pool::policy::{TaskPolicy, WorkerLimits};
 use crate::pool::shared::Options;
+use crate::pool::shared::Shared;
+use crate::pool::supervisor;
 use crate::protocol::frame::DEFAULT_MAX_BODY;
 use crate::task::{Init, InitResult};
 use crate::worker::handle::StartConfig;
@@ -293,6 +297,35 @@ impl PoolBuilder {
             limits: self.limits,
             init,
         };
-        Pool::start(processes, options)
+        start_pool(processes, options)
     }
+}
+
+/// Starts the supervisors (each starts its worker) and waits until every
+/// worker is up; on the first failure, stops what was started.
+fn start_pool(processes: usize, options: Options) -> Result<Pool, Error> {
+    bootstrap::refuse_pool_in_unbooted_worker()?;
+    let shared = Shared::new(processes, options).map_err(Error::spawn)?;
+    // From here on, a failure terminates what was started.
+    let pool = Pool { shared };
+    let (started, reports) = std::sync::mpsc::channel();
+    for seat in 0..processes {
+        supervisor::start(&pool.shared, seat, started.clone()).map_err(Error::spawn)?;
+    }
+    drop(started);
+    // Each supervisor reports once; the first failure drops (and so
+    // terminates) the pool.
+    for _ in 0..processes {
+        match reports.recv() {
+            Ok(report) => report?,
+            Err(_) => {
+                return Err(Error::Spawn {
+                    source: std::sync::Arc::new(std::io::Error::other(
+                        "a worker's supervisor thread ended before its worker started",
+                    )),
+                });
+            }
+        }
+    }
+    Ok(pool)
 }

@@ -160,7 +160,11 @@ impl Encoder {
     /// [`Error::InvalidArgument`] when the function is not part of this
     /// executable's image (it comes from a shared library), so a worker
     /// could not find it.
-    pub(crate) fn new<K: Kernel>(shared: &Shared, func: K::Func, policy: TaskPolicy) -> Result<Encoder, Error> {
+    pub(crate) fn new<K: Kernel>(
+        shared: &Shared,
+        func: K::Func,
+        policy: TaskPolicy,
+    ) -> Result<Encoder, Error> {
         let call = call_for::<K>(func)?;
         Ok(Encoder {
             call,

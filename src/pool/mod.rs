@@ -1,17 +1,19 @@
 //! The parent side: [`Pool`], its [`builder`](PoolBuilder), per-call
-//! options ([`Call`]), and the machinery behind them: the shared state and
-//! dispatch ([`shared`]), one supervisor thread per worker ([`supervisor`]),
-//! jobs ([`job`]), callbacks ([`callbacks`]) and the work count that `join`
+//! options ([`Call`]), and the machinery behind them: turning calls into
+//! jobs ([`engine`], [`job`]), the shared state and dispatch ([`shared`]),
+//! one supervisor thread per worker ([`supervisor`]), failure policies
+//! ([`policy`]), callbacks ([`callbacks`]) and the work count that `join`
 //! waits on ([`pending`]).
 
 mod builder;
 pub(crate) mod call;
 pub(crate) mod callbacks;
+mod engine;
 pub(crate) mod job;
 pub(crate) mod pending;
 pub(crate) mod policy;
 pub(crate) mod shared;
-mod supervisor;
+pub(crate) mod supervisor;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,11 +25,10 @@ pub use builder::PoolBuilder;
 pub use call::{Call, IntoCallbacks, NoCallbacks};
 pub use callbacks::Callbacks;
 
-use crate::bootstrap;
 use crate::error::Error;
 use crate::result::{AsyncResult, IMap, IMapUnordered};
 use crate::task::StarFn;
-use shared::{Options, Shared};
+use shared::Shared;
 
 /// A pool of long-lived worker processes: Python's
 /// `multiprocessing.Pool`.
@@ -114,33 +115,6 @@ impl Pool {
     /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
-    }
-
-    pub(crate) fn start(processes: usize, options: Options) -> Result<Pool, Error> {
-        bootstrap::refuse_pool_in_unbooted_worker()?;
-        let shared = Shared::new(processes, options).map_err(Error::spawn)?;
-        // From here on, a failure terminates what was started.
-        let pool = Pool { shared };
-        let (started, reports) = std::sync::mpsc::channel();
-        for seat in 0..processes {
-            supervisor::start(&pool.shared, seat, started.clone()).map_err(Error::spawn)?;
-        }
-        drop(started);
-        // Each supervisor reports once; the first failure drops (and so
-        // terminates) the pool.
-        for _ in 0..processes {
-            match reports.recv() {
-                Ok(report) => report?,
-                Err(_) => {
-                    return Err(Error::Spawn {
-                        source: std::sync::Arc::new(std::io::Error::other(
-                            "a worker's supervisor thread ended before its worker started",
-                        )),
-                    });
-                }
-            }
-        }
-        Ok(pool)
     }
 
     /// The number of workers the pool keeps running.

@@ -88,33 +88,38 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
     loop {
         let stop = serve(shared, seat, &mut worker);
         let pid = worker.pid();
-        let lost = shared.seat_lost(seat);
-        let replacement;
-        if matches!(stop, Stop::Retire) {
-            // Its last task is done: let it exit, while its replacement
-            // starts.
-            worker.channel().finish();
-            replacement = lost
-                .lifecycle
-                .replaces_workers()
-                .then(|| spawn_registered(shared, seat));
-            worker.reap_within(RETIRE_GRACE);
-        } else {
-            let graceful = lost.lifecycle == Lifecycle::Joining
-                && lost.running.is_none()
-                && matches!(stop, Stop::Closed);
-            let cause = match graceful {
-                true => worker.reap(),
-                false => worker.kill_and_reap(),
-            };
-            // Start the replacement before reporting the death, so that
-            // whoever learns of the death finds the pool whole again.
-            replacement = lost
-                .lifecycle
-                .replaces_workers()
-                .then(|| spawn_registered(shared, seat));
-            report(shared, lost, stop, pid, cause, &worker);
-        }
+        let replacement = match stop {
+            Stop::Retire(replacement) => {
+                // The replacement took the seat; let the spent worker exit.
+                worker.channel().finish();
+                if !matches!(replacement, BringUp::Up(_)) {
+                    shared.seat_lost(seat);
+                }
+                worker.reap_within(RETIRE_GRACE);
+                match replacement {
+                    BringUp::Stopped => None,
+                    other => Some(other),
+                }
+            }
+            stop => {
+                let lost = shared.seat_lost(seat);
+                let graceful = lost.lifecycle == Lifecycle::Joining
+                    && lost.running.is_none()
+                    && matches!(stop, Stop::Closed);
+                let cause = match graceful {
+                    true => worker.reap(),
+                    false => worker.kill_and_reap(),
+                };
+                // Start the replacement before reporting the death, so that
+                // whoever learns of the death finds the pool whole again.
+                let replacement = lost
+                    .lifecycle
+                    .replaces_workers()
+                    .then(|| spawn_registered(shared, seat));
+                report(shared, lost, stop, pid, cause, &worker);
+                replacement
+            }
+        };
         let Some(first_try) = replacement else {
             return;
         };
@@ -140,15 +145,17 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
         },
         (_, Some(Doom::Cancelled), _) => Error::Cancelled,
         (_, None, Stop::Broken(message)) => Error::Protocol { pid, message },
-        (_, None, Stop::Closed | Stop::Retire) => match (shared.limits.max_memory, worker.output().alloc_failure()) {
-            (Some(limit), Some(requested)) => Error::MemoryLimit {
-                index: None,
-                pid,
-                limit,
-                requested: Some(requested),
-            },
-            _ => return died(shared, running, pid, cause),
-        },
+        (_, None, Stop::Closed | Stop::Retire(_)) => {
+            match (shared.limits.max_memory, worker.output().alloc_failure()) {
+                (Some(limit), Some(requested)) => Error::MemoryLimit {
+                    index: None,
+                    pid,
+                    limit,
+                    requested: Some(requested),
+                },
+                _ => return died(shared, running, pid, cause),
+            }
+        }
     };
     running.ticket.complete(ChunkOutcome::Failed(error));
 }
@@ -223,17 +230,21 @@ fn bring_up(shared: &Shared, seat: usize) -> BringUp {
 /// spawned; gives the seat up after repeated failures.
 fn restart(shared: &Shared, seat: usize, first_try: BringUp) -> Option<WorkerProcess> {
     let mut attempt = first_try;
-    let mut last = None;
-    for _ in 0..RESTART_ATTEMPTS {
+    let mut failures = 0;
+    loop {
         match admit(shared, seat, attempt) {
             BringUp::Up(worker) => return Some(worker),
             BringUp::Stopped => return None,
-            BringUp::Failed(e) => last = Some(e),
+            BringUp::Failed(e) => {
+                failures += 1;
+                if failures == RESTART_ATTEMPTS {
+                    shared.seat_gave_up(seat, e);
+                    return None;
+                }
+            }
         }
         attempt = spawn_registered(shared, seat);
     }
-    shared.seat_gave_up(seat, last.expect("at least one attempt"));
-    None
 }
 
 /// Why a worker stopped being served.
@@ -242,8 +253,9 @@ enum Stop {
     Closed,
     /// It broke the protocol (or gave up with a fault).
     Broken(String),
-    /// It ran its last task (`max_tasks_per_child`) and must be replaced.
-    Retire,
+    /// It ran its last task (`max_tasks_per_child`); its replacement was
+    /// started before that task's result was delivered.
+    Retire(BringUp),
 }
 
 /// Reads the worker's results until it stops.
@@ -268,11 +280,14 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 if let Some((channel, frame)) = next {
                     let _ = channel.send(frame.bytes());
                 }
+                // Whoever gets this result finds the pool whole: a spent
+                // worker's replacement is already starting.
+                let replacement = retire.then(|| spawn_registered(shared, seat));
                 // What the task printed comes before its result.
                 output.drain();
                 ticket.complete(ChunkOutcome::Results(results));
-                if retire {
-                    return Stop::Retire;
+                if let Some(replacement) = replacement {
+                    return Stop::Retire(replacement);
                 }
             }
             FromWorker::Fault(reason) => return Stop::Broken(format!("the worker gave up: {reason}")),

@@ -74,7 +74,9 @@ pub(crate) fn finish_task(
 /// `tail`. `None` if `at` does not fall inside the task.
 pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(Vec<u8>, Vec<u8>)> {
     let h = frame::HEADER_LEN;
-    let ToWorker::Task { call, count, items, .. } = ToWorker::decode(TASK, task.get(h..)?).ok()?;
+    let ToWorker::Task {
+        call, count, items, ..
+    } = ToWorker::decode(TASK, task.get(h..)?).ok()?;
     if at == 0 || at >= count {
         return None;
     }
@@ -265,7 +267,12 @@ mod tests {
         let (head, tail) = split_task(&buf, 2, 9, 10).unwrap();
         let bodies = |frame: &[u8]| {
             let (kind, body) = split(frame);
-            let ToWorker::Task { job, call: c, count, items } = ToWorker::decode(kind, body).unwrap();
+            let ToWorker::Task {
+                job,
+                call: c,
+                count,
+                items,
+            } = ToWorker::decode(kind, body).unwrap();
             assert_eq!(c, call);
             let words: Vec<Vec<u8>> = Items::new(items).map(|i| i.unwrap().1.to_vec()).collect();
             assert_eq!(words.len(), count as usize);

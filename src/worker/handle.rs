@@ -302,7 +302,9 @@ impl WorkerProcess {
         let _ = self.reader.get_ref().set_read_timeout(None);
         let kind = match read {
             Ok(kind) => kind,
-            Err(ReadError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(ReadError::Io(e))
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
                 return Err(start_error(format!(
                     "its initializer did not finish within the start timeout ({timeout:?}); raise \
                      PoolBuilder::start_timeout for a slow initializer"
@@ -311,11 +313,17 @@ impl WorkerProcess {
             Err(_) => return Err(start_error("it died while running the initializer".into())),
         };
         match FromWorker::decode(kind, &self.body) {
-            Ok(FromWorker::Done { job, count: 1, results }) if job == crate::pool::job::INIT_JOB => {
+            Ok(FromWorker::Done {
+                job,
+                count: 1,
+                results,
+            }) if job == crate::pool::job::INIT_JOB => {
                 init_outcome(results).map_err(|message| Error::Initializer { pid, message })
             }
             Ok(other) => Err(start_error(format!("it answered its initializer with {other:?}"))),
-            Err(e) => Err(start_error(format!("its answer to the initializer is not protocol: {e}"))),
+            Err(e) => Err(start_error(format!(
+                "its answer to the initializer is not protocol: {e}"
+            ))),
         }
     }
 

@@ -319,7 +319,10 @@ mod tests {
             failed_allocation(b"x\nmemory allocation of 1073741824 bytes failed\n"),
             Some(1 << 30)
         );
-        assert_eq!(failed_allocation(b"memory allocation of many bytes failed\n"), None);
+        assert_eq!(
+            failed_allocation(b"memory allocation of many bytes failed\n"),
+            None
+        );
         assert_eq!(failed_allocation(b"memory allocation of 12 bytes\n"), None);
     }
 

@@ -46,9 +46,10 @@ use crate::error::Error;
 use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
 use crate::pool::job::{Job, Ticket};
 use crate::pool::pending::Pending;
-use crate::pool::policy::{CallToken, Doom, TaskPolicy, WorkerLimits};
-use crate::sys;
+use crate::pool::policy::{Doom, TaskPolicy, WorkerLimits};
 use crate::worker::handle::{Channel, StartConfig};
+
+mod kill;
 
 /// Where a pool is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,21 +167,6 @@ struct Seat {
     /// The worker has its last job: replace it once that is done.
     retiring: bool,
     gave_up: bool,
-}
-
-impl Seat {
-    /// Kills the worker on purpose, if it is running a job.
-    fn doom(&mut self, doom: Doom) -> bool {
-        match (self.pid, &self.current, self.doom) {
-            (Some(pid), Some(_), None) => {
-                self.doom = Some(doom);
-                self.deadline = None;
-                sys::process::kill(pid);
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -336,7 +322,10 @@ impl Shared {
     /// keeps its frame if it may be retried.
     fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> Dispatch {
         let s = &mut state.seats[seat];
-        debug_assert!(s.current.is_none() && !s.retiring, "a seat takes one job at a time");
+        debug_assert!(
+            s.current.is_none() && !s.retiring,
+            "a seat takes one job at a time"
+        );
         if let Some(left) = s.tasks_left {
             let count = u64::from(job.ticket.meta.count);
             if count > left {
@@ -379,90 +368,6 @@ impl Shared {
                 None
             }
         }
-    }
-
-    /// Makes sure the timer thread wakes by `deadline`.
-    fn arm_timer(&self, state: &mut State, deadline: Instant) {
-        if !state.timer_started {
-            let Some(me) = self.me.upgrade() else { return };
-            let spawned = std::thread::Builder::new()
-                .name("procpool-timer".into())
-                .spawn(move || me.run_timer());
-            match spawned {
-                Ok(handle) => {
-                    state.timer_started = true;
-                    self.add_thread(handle);
-                }
-                // Without a timer the deadline cannot be kept; the next
-                // task with a timeout tries again.
-                Err(_) => return,
-            }
-        }
-        if state.timer_wakes_at.is_none_or(|at| deadline < at) {
-            self.timer_wake.notify_one();
-        }
-    }
-
-    /// The timer thread: kills the worker of every job still running at its
-    /// deadline, until the pool stops.
-    fn run_timer(&self) {
-        let mut state = self.lock();
-        while state.lifecycle.replaces_workers() {
-            let now = Instant::now();
-            let mut next: Option<Instant> = None;
-            for seat in &mut state.seats {
-                match seat.deadline {
-                    Some(at) if at <= now => {
-                        let after = seat.current.as_ref().and_then(|r| r.ticket.policy.timeout);
-                        seat.deadline = None;
-                        if let Some(after) = after {
-                            seat.doom(Doom::TimedOut(after));
-                        }
-                    }
-                    Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
-                    None => {}
-                }
-            }
-            state.timer_wakes_at = next;
-            state = match next {
-                None => self.timer_wake.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(at) => {
-                    let left = at.saturating_duration_since(now);
-                    let woken = self.timer_wake.wait_timeout(state, left);
-                    woken.unwrap_or_else(|e| e.into_inner()).0
-                }
-            };
-        }
-    }
-
-    /// Cancels every job of the call `token` belongs to: queued ones fail
-    /// with [`Error::Cancelled`], running ones are killed with their
-    /// workers. Returns whether there was anything to cancel.
-    pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
-        token.cancel();
-        let (dropped, killed) = {
-            let mut state = self.lock();
-            let (dropped, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut state.queue)
-                .into_iter()
-                .partition(|job| Arc::ptr_eq(&job.ticket.call, token));
-            state.queue = kept;
-            let mut killed = false;
-            for seat in &mut state.seats {
-                let ours = seat
-                    .current
-                    .as_ref()
-                    .is_some_and(|r| Arc::ptr_eq(&r.ticket.call, token));
-                if ours {
-                    killed |= seat.doom(Doom::Cancelled);
-                }
-            }
-            (dropped, killed)
-        };
-        let found = killed || !dropped.is_empty();
-        for job in dropped {
-            job.fail(Error::Cancelled);
-        }
-        found
     }
 
     pub(crate) fn add_thread(&self, handle: JoinHandle<()>) {

@@ -1,0 +1,207 @@
+//! The engine behind every call: turns a call's items into jobs (chunks)
+//! and submits them, and builds the result the caller holds.
+
+use std::sync::Arc;
+
+use crossbeam_channel::unbounded;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::pool::callbacks::Callbacks;
+use crate::pool::job::Encoder;
+use crate::pool::policy::TaskPolicy;
+use crate::pool::shared::{Admission, Shared};
+use crate::result::imap::Stream;
+use crate::result::sink::{Collect, Forward, OneShot, Sink};
+use crate::result::slot::{AsyncResult, Canceller, Resolver};
+use crate::task::Kernel;
+
+/// CPython's default chunk size for `n` items on `workers` workers:
+/// `ceil(n / (4 * workers))`.
+pub(crate) fn default_chunksize(n: usize, workers: usize) -> usize {
+    n.div_ceil(4 * workers.max(1))
+}
+
+/// Tasks with a timeout go to workers one at a time, so that each has its
+/// own deadline.
+fn one_at_a_time(chunksize: Option<usize>, policy: TaskPolicy) -> Option<usize> {
+    match policy.timeout {
+        Some(_) => Some(1),
+        None => chunksize,
+    }
+}
+
+fn check_chunksize(chunksize: Option<usize>) -> Result<(), Error> {
+    match chunksize {
+        Some(0) => Err(Error::InvalidArgument("the chunk size must be at least 1".into())),
+        _ => Ok(()),
+    }
+}
+
+/// The exact length of `items`, when its size hint gives one.
+fn exact_len(items: &impl Iterator) -> Option<usize> {
+    match items.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
+pub(crate) fn apply<K>(
+    shared: &Arc<Shared>,
+    func: K::Func,
+    arg: K::In,
+    policy: TaskPolicy,
+    callbacks: Option<Callbacks<K::Out>>,
+) -> Result<AsyncResult<K::Out>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+{
+    shared.check_open()?;
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
+    let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    let sink: Arc<dyn Sink> = OneShot::new(resolver);
+    let job = encoder
+        .chunk(shared, &mut std::iter::once(arg), 1, 0, &sink)
+        .expect("one item makes one chunk");
+    // Refused: the job (and its resolver) is dropped; the caller gets the
+    // reason instead of a result.
+    shared
+        .submit(job, Admission::New)
+        .map_err(|refused| refused.into_error())?;
+    Ok(AsyncResult::new(
+        slot,
+        Some(Canceller::new(shared, encoder.token())),
+    ))
+}
+
+pub(crate) fn map<K, I>(
+    shared: &Arc<Shared>,
+    func: K::Func,
+    items: I,
+    chunksize: Option<usize>,
+    policy: TaskPolicy,
+    callbacks: Option<Callbacks<Vec<K::Out>>>,
+) -> Result<AsyncResult<Vec<K::Out>>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+    I: IntoIterator<Item = K::In>,
+{
+    check_chunksize(chunksize)?;
+    let chunksize = one_at_a_time(chunksize, policy);
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
+    // The call counts as work from before it is accepted until all its
+    // chunks are submitted: `join` either waits for it or has begun before
+    // it, and then the call is refused whole, never cut short.
+    let feeding = shared.pending.token();
+    shared.check_open()?;
+    let items = items.into_iter();
+    let workers = shared.processes;
+    let result = match (chunksize, exact_len(&items)) {
+        (Some(size), _) => map_chunks(shared, encoder, items, size, callbacks),
+        (None, Some(n)) => {
+            let size = default_chunksize(n, workers);
+            map_chunks(shared, encoder, items, size, callbacks)
+        }
+        (None, None) => {
+            // Like CPython: a length is needed for the default chunk size.
+            let items: Vec<_> = items.collect();
+            let size = default_chunksize(items.len(), workers);
+            map_chunks(shared, encoder, items.into_iter(), size, callbacks)
+        }
+    };
+    drop(feeding);
+    Ok(result)
+}
+
+fn map_chunks<A, R, I>(
+    shared: &Arc<Shared>,
+    encoder: Encoder,
+    mut items: I,
+    size: usize,
+    callbacks: Option<Callbacks<Vec<R>>>,
+) -> AsyncResult<Vec<R>>
+where
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+    I: Iterator<Item = A>,
+{
+    let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    let collect = Collect::new(resolver);
+    let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
+    let mut first = 0;
+    while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), first, &sink) {
+        first += job.ticket.meta.count as usize;
+        // The call was accepted (see `map`): its chunks continue it.
+        if let Err(refused) = shared.submit(job, Admission::Continuation) {
+            refused.fail();
+        }
+    }
+    collect.seal(first);
+    AsyncResult::new(slot, Some(Canceller::new(shared, encoder.token())))
+}
+
+pub(crate) fn stream<'a, K, I>(
+    shared: &Arc<Shared>,
+    func: K::Func,
+    items: I,
+    chunksize: Option<usize>,
+    policy: TaskPolicy,
+    ordered: bool,
+) -> Result<Stream<'a, K::Out>, Error>
+where
+    K: Kernel,
+    K::In: Serialize,
+    K::Out: DeserializeOwned + Send,
+    I: IntoIterator<Item = K::In>,
+    I::IntoIter: Send + 'a,
+{
+    check_chunksize(chunksize)?;
+    let chunksize = one_at_a_time(chunksize, policy);
+    let encoder = Encoder::new::<K>(shared, func, policy)?;
+    // As in `map`: accepted whole with its first window, or refused.
+    let opening = shared.pending.token();
+    shared.check_open()?;
+    let mut items = items.into_iter();
+    let size = chunksize.unwrap_or_else(|| match exact_len(&items) {
+        Some(n) => default_chunksize(n, shared.processes).max(1),
+        None => 1,
+    });
+    let (to, results) = unbounded();
+    let sink: Arc<dyn Sink> = Forward::new(to);
+    let producer = Arc::clone(shared);
+    let produce = Box::new(move |first| encoder.chunk(&producer, &mut items, size, first, &sink));
+    let stream = Stream::new(Arc::clone(shared), produce, results, ordered);
+    drop(opening);
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chunksize_matches_cpython() {
+        // CPython: chunksize, extra = divmod(n, workers * 4); if extra: chunksize += 1
+        for (n, workers, expected) in [
+            (0, 5, 0),
+            (1, 5, 1),
+            (100, 5, 5),
+            (101, 5, 6),
+            (1_000_000, 2, 125_000),
+            (7, 1, 2),
+        ] {
+            assert_eq!(default_chunksize(n, workers), expected, "n={n} workers={workers}");
+        }
+    }
+
+    #[test]
+    fn exact_len_trusts_only_exact_hints() {
+        assert_eq!(exact_len(&(0..10)), Some(10));
+        assert_eq!(exact_len(&(0..10).filter(|x| x % 2 == 0)), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! Killing workers on purpose: the timer thread that enforces task
+//! deadlines, and cancelling a call. Both mark the seat with a [`Doom`]
+//! before they kill, so that its supervisor reports what happened.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Seat, Shared, State};
+use crate::error::Error;
+use crate::pool::job::Job;
+use crate::pool::policy::{CallToken, Doom};
+use crate::sys;
+
+impl Seat {
+    /// Kills the worker on purpose, if it is running a job.
+    fn doom(&mut self, doom: Doom) -> bool {
+        match (self.pid, &self.current, self.doom) {
+            (Some(pid), Some(_), None) => {
+                self.doom = Some(doom);
+                self.deadline = None;
+                sys::process::kill(pid);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Shared {
+    /// Makes sure the timer thread wakes by `deadline`.
+    pub(super) fn arm_timer(&self, state: &mut State, deadline: Instant) {
+        if !state.timer_started {
+            let Some(me) = self.me.upgrade() else { return };
+            let spawned = std::thread::Builder::new()
+                .name("procpool-timer".into())
+                .spawn(move || me.run_timer());
+            match spawned {
+                Ok(handle) => {
+                    state.timer_started = true;
+                    self.add_thread(handle);
+                }
+                // Without a timer the deadline cannot be kept; the next
+                // task with a timeout tries again.
+                Err(_) => return,
+            }
+        }
+        if state.timer_wakes_at.is_none_or(|at| deadline < at) {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// The timer thread: kills the worker of every job still running at its
+    /// deadline, until the pool stops.
+    fn run_timer(&self) {
+        let mut state = self.lock();
+        while state.lifecycle.replaces_workers() {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for seat in &mut state.seats {
+                match seat.deadline {
+                    Some(at) if at <= now => {
+                        let after = seat.current.as_ref().and_then(|r| r.ticket.policy.timeout);
+                        seat.deadline = None;
+                        if let Some(after) = after {
+                            seat.doom(Doom::TimedOut(after));
+                        }
+                    }
+                    Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    None => {}
+                }
+            }
+            state.timer_wakes_at = next;
+            state = match next {
+                None => self.timer_wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(now);
+                    let woken = self.timer_wake.wait_timeout(state, left);
+                    woken.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Cancels every job of the call `token` belongs to: queued ones fail
+    /// with [`Error::Cancelled`], running ones are killed with their
+    /// workers. Returns whether there was anything to cancel.
+    pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
+        token.cancel();
+        let (dropped, killed) = {
+            let mut state = self.lock();
+            let (dropped, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut state.queue)
+                .into_iter()
+                .partition(|job| Arc::ptr_eq(&job.ticket.call, token));
+            state.queue = kept;
+            let mut killed = false;
+            for seat in &mut state.seats {
+                let ours = seat
+                    .current
+                    .as_ref()
+                    .is_some_and(|r| Arc::ptr_eq(&r.ticket.call, token));
+                if ours {
+                    killed |= seat.doom(Doom::Cancelled);
+                }
+            }
+            (dropped, killed)
+        };
+        let found = killed || !dropped.is_empty();
+        for job in dropped {
+            job.fail(Error::Cancelled);
+        }
+        found
+    }
+}
