@@ -48,7 +48,11 @@ fn a_running_task_is_killed_with_its_worker_which_is_replaced() {
     // bystander, which completes normally.
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 2);
-    let survivors: Vec<_> = holders.iter().filter(|h| pids.contains(&h.pid)).map(|h| h.pid).collect();
+    let survivors: Vec<_> = holders
+        .iter()
+        .filter(|h| pids.contains(&h.pid))
+        .map(|h| h.pid)
+        .collect();
     assert_eq!(survivors.len(), 1, "exactly one held worker was killed");
     let survivor = holders.iter().position(|h| h.pid == survivors[0]).unwrap();
     holders.swap_remove(survivor).release();

@@ -63,7 +63,10 @@ fn in_a_map_the_item_over_the_cap_is_named_and_the_others_are_fine() {
     let pool = capped(2);
     let sizes = [1 << 20, 2 << 20, 1 << 30, 3 << 20];
     let err = pool.with_chunksize(1).map(allocate, sizes).unwrap_err();
-    assert!(matches!(err, Error::MemoryLimit { index: Some(2), .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::MemoryLimit { index: Some(2), .. }),
+        "{err:?}"
+    );
     let each: Vec<_> = pool.imap(allocate, sizes).unwrap().collect();
     assert!(each[2].as_ref().unwrap_err().is_memory_limit());
     assert_eq!(each.iter().filter(|r| r.is_ok()).count(), 3);
@@ -74,6 +77,8 @@ fn without_a_cap_the_same_abort_is_a_worker_death() {
     // A task that aborts (as a failed allocation does) is not called a
     // memory error when the pool has no cap to blame.
     let pool = Pool::new(1).unwrap();
-    let err = pool.apply(|_: ()| -> u8 { std::process::abort() }, ()).unwrap_err();
+    let err = pool
+        .apply(|_: ()| -> u8 { std::process::abort() }, ())
+        .unwrap_err();
     assert!(err.is_worker_died(), "{err:?}");
 }

@@ -27,7 +27,11 @@ fn tasks_per_pid(pids: &[u32]) -> BTreeMap<u32, usize> {
 
 #[test]
 fn a_worker_runs_at_most_its_budget_of_tasks_even_in_long_chunks() {
-    let pool = Pool::builder().processes(1).max_tasks_per_child(3).build().unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
     let first = pool.worker_pids()[0];
     // Chunks of 5 on a budget of 3: each chunk is split.
     let pids = pool.with_chunksize(5).map(pid_of, 0..10).unwrap();
@@ -44,7 +48,11 @@ fn a_worker_runs_at_most_its_budget_of_tasks_even_in_long_chunks() {
 
 #[test]
 fn budgets_hold_with_several_workers_and_every_call_kind() {
-    let pool = Pool::builder().processes(2).max_tasks_per_child(7).build().unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(7)
+        .build()
+        .unwrap();
     let mut pids = pool.map(pid_of, 0..100).unwrap();
     pids.extend(pool.imap(pid_of, 0..50).unwrap().map(Result::unwrap));
     pids.extend(pool.imap_unordered(pid_of, 0..50).unwrap().map(Result::unwrap));
@@ -59,7 +67,11 @@ fn budgets_hold_with_several_workers_and_every_call_kind() {
 
 #[test]
 fn recycled_workers_leave_no_process_behind() {
-    let pool = Pool::builder().processes(2).max_tasks_per_child(1).build().unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
     let pids = pool.with_chunksize(1).map(pid_of, 0..20).unwrap();
     assert_eq!(tasks_per_pid(&pids).len(), 20, "one worker per task");
     pool.close();
@@ -137,7 +149,11 @@ fn a_failing_initializer_fails_the_pool_creation_with_its_error() {
         matches!(&err, Error::Initializer { message, .. } if message == "no database"),
         "{err:?}"
     );
-    let err = Pool::builder().processes(1).initializer(explode, ()).build().unwrap_err();
+    let err = Pool::builder()
+        .processes(1)
+        .initializer(explode, ())
+        .build()
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Initializer { message, .. } if message.contains("the initializer exploded")),
         "{err:?}"
@@ -180,6 +196,9 @@ fn an_initializer_that_starts_failing_stops_the_respawns_and_reports_to_waiting_
     assert!(matches!(later, Error::Initializer { .. }), "{later:?}");
     assert!(pool.worker_pids().is_empty());
     // One start that worked, then a bounded number of tries.
-    let runs = std::fs::read_to_string(format!("{flag}.log")).unwrap().lines().count();
+    let runs = std::fs::read_to_string(format!("{flag}.log"))
+        .unwrap()
+        .lines()
+        .count();
     assert_eq!(runs, 1 + 3, "initializer runs");
 }

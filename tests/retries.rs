@@ -11,7 +11,11 @@ use procpool::{Error, Pool};
 /// Logs an attempt to `path`; dies (exit 9) on the first `deaths`
 /// attempts, then returns the attempt number.
 fn flaky((path, deaths): (String, usize)) -> usize {
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     writeln!(log, "x").unwrap();
     let attempt = std::fs::read_to_string(&path).unwrap().lines().count();
     if attempt <= deaths {
@@ -21,7 +25,9 @@ fn flaky((path, deaths): (String, usize)) -> usize {
 }
 
 fn attempts(path: &str) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 fn log_path(dir: &tempfile::TempDir, name: &str) -> String {
@@ -64,13 +70,25 @@ fn without_retries_a_death_is_reported_after_one_attempt() {
 
 /// Logs an attempt, then panics.
 fn panics(path: String) -> u8 {
-    std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap().write_all(b"x\n").unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"x\n")
+        .unwrap();
     panic!("not retried")
 }
 
 /// Logs an attempt, then hangs.
 fn hangs(path: String) -> u8 {
-    std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap().write_all(b"x\n").unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"x\n")
+        .unwrap();
     std::thread::sleep(Duration::from_secs(600));
     0
 }

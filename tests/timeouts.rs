@@ -125,6 +125,9 @@ fn timeouts_that_cannot_work_are_refused() {
             .is_err()
     );
     // A chunk size of 1 is what timeouts use anyway.
-    let ok = pool.with_timeout(Duration::from_secs(30)).with_chunksize(1).map(sleep_ms, [1, 2]);
+    let ok = pool
+        .with_timeout(Duration::from_secs(30))
+        .with_chunksize(1)
+        .map(sleep_ms, [1, 2]);
     assert_eq!(ok.unwrap(), [1, 2]);
 }

@@ -1,6 +1,9 @@
-//! A worker that dies mid-task (SIGKILL, abort, segfault, exit) fails
-//! exactly that task with an error naming the signal or exit code; the pool
-//! replaces the worker at once; nothing hangs.
+//! Point 8 of failure isolation: a worker that dies (SIGKILL, abort,
+//! segfault, exit, running out of memory) fails exactly the task it ran,
+//! with an error naming the signal, exit code or memory limit, whether it
+//! died idle or busy, during `apply`, `apply_async`, `map`, `imap` or
+//! while returning results; the pool replaces the worker at once; nothing
+//! hangs.
 
 mod common;
 
@@ -260,4 +263,74 @@ fn a_death_is_seen_even_when_a_forked_child_keeps_the_channel_open() {
         "{err:?}"
     );
     assert_pool_whole(&pool);
+}
+
+#[test]
+fn each_kind_of_death_during_apply_async_reaches_the_error_callback() {
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handles: Vec<_> = ["sigkill", "segfault", "abort", "exit"]
+        .into_iter()
+        .map(|how| {
+            let tx = tx.clone();
+            pool.with_error_callback(move |e: &Error| tx.send(e.clone()).unwrap())
+                .apply_async(die, how.to_string())
+                .unwrap()
+        })
+        .collect();
+    let mut signals = Vec::new();
+    for h in &handles {
+        match h.get() {
+            Err(Error::WorkerDied { cause, .. }) => signals.push((cause.signal(), cause.code())),
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+    }
+    signals.sort();
+    assert_eq!(
+        signals,
+        [
+            (None, Some(7)),
+            (Some(6), None),
+            (Some(9), None),
+            (Some(11), None)
+        ]
+    );
+    for _ in 0..4 {
+        assert!(rx.recv_timeout(common::HANG).unwrap().is_worker_died());
+    }
+    assert_pool_whole(&pool);
+}
+
+#[test]
+fn an_idle_worker_that_dies_is_replaced_and_fails_nothing() {
+    let pool = Pool::new(2).unwrap();
+    let victim = common::Proc::new(pool.worker_pids()[0]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim.pid as i32), Signal::SIGKILL).unwrap();
+    // Bounded wait for the supervisor to notice and replace it.
+    let start = std::time::Instant::now();
+    while pool.worker_pids().contains(&victim.pid) || pool.worker_pids().len() < 2 {
+        assert!(start.elapsed() < common::HANG, "the idle worker was not replaced");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(victim.is_gone(), "the dead idle worker was reaped");
+    assert_pool_whole(&pool);
+}
+
+fn hog(bytes: usize) -> usize {
+    vec![1u8; bytes].len()
+}
+
+#[test]
+fn running_out_of_memory_under_the_pool_limit_is_reported_as_such() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_memory_per_worker(128 << 20)
+        .build()
+        .unwrap();
+    let err = pool.apply(hog, 1 << 30).unwrap_err();
+    assert!(
+        matches!(err, Error::MemoryLimit { limit, .. } if limit == 128 << 20),
+        "{err:?}"
+    );
+    assert_eq!(pool.apply(hog, 1 << 20).unwrap(), 1 << 20);
 }
