@@ -82,13 +82,25 @@
 //! private socket to the parent; its stdin is empty and its stdout and
 //! stderr are the parent's.
 //!
-//! # Errors
+//! # Errors and failure isolation
 //!
 //! A task's failure is reported for that task: [`Error::Panicked`] (with
 //! the remote message and location), [`Error::WorkerDied`] (with the signal
 //! or exit code; the worker is replaced), [`Error::Encode`] /
 //! [`Error::Decode`] for a value that does not cross. The pool keeps its
 //! workers and stays usable.
+//!
+//! Because workers are processes, the pool can also stop a task by force:
+//! a hard timeout ([`Pool::with_timeout`], [`PoolBuilder::task_timeout`]:
+//! [`Error::TimedOut`]), cancellation ([`AsyncResult::cancel`]:
+//! [`Error::Cancelled`]), and a memory cap
+//! ([`PoolBuilder::max_memory_per_worker`]: [`Error::MemoryLimit`]) each
+//! kill the task's worker and start a replacement. Idempotent work can be
+//! retried when its worker dies ([`Pool::with_retries`]); leaky work can
+//! run in recycled workers ([`PoolBuilder::max_tasks_per_child`]); and
+//! [`PoolBuilder::initializer`] prepares each worker once. Workers exit as
+//! soon as the parent does, however it ends (even by SIGKILL), and are
+//! always reaped. The README's *Failure handling* table lists every case.
 //!
 //! # Platforms
 //!
@@ -108,7 +120,7 @@ mod worker;
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
 pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, IMapUnordered};
-pub use task::StarFn;
+pub use task::{InitResult, StarFn};
 
 /// Entry points for `cargo fuzz` (the `fuzzing` feature); not part of the
 /// supported API.

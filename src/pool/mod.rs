@@ -70,7 +70,13 @@ use shared::Shared;
 ///   Call [`close`](Self::close) and [`join`](Self::join) first to let the
 ///   work finish.
 /// * A worker never outlives the parent: it exits as soon as the parent's
-///   end of its channel closes, even in the middle of a task.
+///   end of its channel closes, even in the middle of a task, and even if
+///   the parent was killed with SIGKILL.
+/// * Workers are in the parent's process group: Ctrl-C in a terminal sends
+///   SIGINT to the parent and its workers alike, so all stop at once. A
+///   program that catches SIGINT to shut down cleanly sees its running
+///   tasks fail with [`Error::WorkerDied`] (naming SIGINT); queued tasks
+///   run in replacement workers until it calls [`terminate`](Self::terminate).
 /// * Task functions run in another process: statics, thread-locals and
 ///   anything set up in `main` are those of the worker (a fresh copy of the
 ///   program in which `main` has not run).
