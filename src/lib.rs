@@ -119,7 +119,7 @@ mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
 pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder};
-pub use result::{AsyncResult, IMap, IMapUnordered};
+pub use result::{AsyncResult, IMap, IMapStream, IMapUnordered};
 pub use task::{InitResult, StarFn};
 
 /// Entry points for `cargo fuzz` (the `fuzzing` feature); not part of the

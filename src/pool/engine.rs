@@ -13,7 +13,7 @@ use crate::pool::job::Encoder;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::{Admission, Shared};
 use crate::result::imap::Stream;
-use crate::result::sink::{Collect, Forward, OneShot, Sink};
+use crate::result::sink::{Collect, Forward, OneShot, Sink, StreamWaker};
 use crate::result::slot::{AsyncResult, Canceller, Resolver};
 use crate::task::Kernel;
 
@@ -172,10 +172,11 @@ where
         None => 1,
     });
     let (to, results) = unbounded();
-    let sink: Arc<dyn Sink> = Forward::new(to);
+    let waker = StreamWaker::default();
+    let sink: Arc<dyn Sink> = Forward::new(to, Arc::clone(&waker));
     let producer = Arc::clone(shared);
     let produce = Box::new(move |first| encoder.chunk(&producer, &mut items, size, first, &sink));
-    let stream = Stream::new(Arc::clone(shared), produce, results, ordered);
+    let stream = Stream::new(Arc::clone(shared), produce, results, waker, ordered);
     drop(opening);
     Ok(stream)
 }

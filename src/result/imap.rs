@@ -10,12 +10,15 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::error::Error;
 use crate::pool::job::Job;
 use crate::pool::shared::{Admission, Shared};
-use crate::result::sink::ChunkResults;
+use crate::result::sink::{ChunkResults, StreamWaker};
 
 /// Makes the chunk starting at input position `first`; `None` when the
 /// input is exhausted.
@@ -27,6 +30,8 @@ pub(crate) struct Stream<'a, R> {
     shared: Arc<Shared>,
     produce: Produce<'a>,
     results: Receiver<ChunkResults<R>>,
+    /// Set by `poll_next` before it returns `Pending`.
+    waker: StreamWaker,
     ordered: bool,
     /// The window, in chunks.
     window: usize,
@@ -49,6 +54,7 @@ impl<'a, R> Stream<'a, R> {
         shared: Arc<Shared>,
         produce: Produce<'a>,
         results: Receiver<ChunkResults<R>>,
+        waker: StreamWaker,
         ordered: bool,
     ) -> Self {
         let window = 4 * shared.processes.max(1);
@@ -56,6 +62,7 @@ impl<'a, R> Stream<'a, R> {
             shared,
             produce,
             results,
+            waker,
             ordered,
             window,
             chunk_size: 1,
@@ -97,10 +104,13 @@ impl<'a, R> Stream<'a, R> {
         }
     }
 
-    fn next_item(&mut self) -> Option<Result<R, Error>> {
+    /// The next item ready without waiting, after topping the window up;
+    /// `Err(true)` when the stream is over, `Err(false)` when nothing is
+    /// ready yet.
+    fn ready_item(&mut self) -> Result<Result<R, Error>, bool> {
         loop {
             if let Some(item) = self.ready.pop_front() {
-                return Some(item);
+                return Ok(item);
             }
             if self.ordered
                 && let Some(items) = self.early.remove(&self.next_pos)
@@ -111,18 +121,50 @@ impl<'a, R> Stream<'a, R> {
             }
             self.fill();
             if self.received == self.submitted {
-                return None;
+                return Err(true);
             }
-            // Every submitted chunk is completed exactly once (its ticket
-            // sees to that), and this stream holds a sender, so this cannot
-            // wait forever.
-            let (first, items) = self.results.recv().ok()?;
-            self.received += items.len();
-            if self.ordered {
-                self.early.insert(first, items);
-            } else {
-                self.ready.extend(items);
+            match self.results.try_recv() {
+                Ok(chunk) => self.accept(chunk),
+                Err(TryRecvError::Empty) => return Err(false),
+                Err(TryRecvError::Disconnected) => return Err(true),
             }
+        }
+    }
+
+    fn accept(&mut self, (first, items): ChunkResults<R>) {
+        self.received += items.len();
+        if self.ordered {
+            self.early.insert(first, items);
+        } else {
+            self.ready.extend(items);
+        }
+    }
+
+    fn next_item(&mut self) -> Option<Result<R, Error>> {
+        loop {
+            match self.ready_item() {
+                Ok(item) => return Some(item),
+                Err(true) => return None,
+                // Every submitted chunk is completed exactly once (its
+                // ticket sees to that), and this stream holds a sender, so
+                // this cannot wait forever.
+                Err(false) => self.accept(self.results.recv().ok()?),
+            }
+        }
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R, Error>>> {
+        match self.ready_item() {
+            Ok(item) => return Poll::Ready(Some(item)),
+            Err(true) => return Poll::Ready(None),
+            Err(false) => {}
+        }
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // A chunk may have come in before the waker was in place.
+        match self.ready_item() {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(true) => Poll::Ready(None),
+            Err(false) => Poll::Pending,
         }
     }
 }
@@ -150,6 +192,27 @@ impl<R> fmt::Debug for Stream<'_, R> {
 /// # Ok::<(), procpool::Error>(())
 /// ```
 pub struct IMap<'a, R>(pub(crate) Stream<'a, R>);
+
+impl<'a, R> IMap<'a, R> {
+    /// The same results as a [`futures_core::Stream`], for `async` code:
+    /// polling never blocks; the pool wakes the task when results come in.
+    /// Works on any executor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    ///
+    /// let pool = procpool::Pool::new(2)?;
+    /// let stream = pool.imap(|x: u64| x * 2, 0..5)?.into_stream();
+    /// let doubled: Vec<u64> = futures::executor::block_on(stream.map(Result::unwrap).collect());
+    /// assert_eq!(doubled, [0, 2, 4, 6, 8]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn into_stream(self) -> IMapStream<'a, R> {
+        IMapStream(self.0)
+    }
+}
 
 impl<R> Iterator for IMap<'_, R> {
     type Item = Result<R, Error>;
@@ -181,6 +244,27 @@ impl<R> fmt::Debug for IMap<'_, R> {
 /// ```
 pub struct IMapUnordered<'a, R>(pub(crate) Stream<'a, R>);
 
+impl<'a, R> IMapUnordered<'a, R> {
+    /// The same results as a [`futures_core::Stream`], in the order they
+    /// finish; see [`IMap::into_stream`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    ///
+    /// let pool = procpool::Pool::new(2)?;
+    /// let stream = pool.imap_unordered(|x: u64| x + 1, 0..4)?.into_stream();
+    /// let mut all: Vec<u64> = futures::executor::block_on(stream.map(Result::unwrap).collect());
+    /// all.sort();
+    /// assert_eq!(all, [1, 2, 3, 4]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn into_stream(self) -> IMapStream<'a, R> {
+        IMapStream(self.0)
+    }
+}
+
 impl<R> Iterator for IMapUnordered<'_, R> {
     type Item = Result<R, Error>;
 
@@ -194,5 +278,45 @@ impl<R> FusedIterator for IMapUnordered<'_, R> {}
 impl<R> fmt::Debug for IMapUnordered<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("IMapUnordered").field(&self.0).finish()
+    }
+}
+
+/// The results of an `imap` or `imap_unordered` as a
+/// [`futures_core::Stream`]: made by [`IMap::into_stream`] and
+/// [`IMapUnordered::into_stream`]. Polling never blocks the executor.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = procpool::Pool::new(2)?;
+/// let mut stream = pool.imap(square, 1..4)?.into_stream();
+/// futures::executor::block_on(async {
+///     while let Some(square) = stream.next().await {
+///         assert!(square? > 0);
+///     }
+///     Ok::<(), procpool::Error>(())
+/// })?;
+/// # Ok::<(), procpool::Error>(())
+/// ```
+pub struct IMapStream<'a, R>(Stream<'a, R>);
+
+// Results are never pinned: they are only moved out, whole.
+impl<R> Unpin for IMapStream<'_, R> {}
+
+impl<R> futures_core::Stream for IMapStream<'_, R> {
+    type Item = Result<R, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_item(cx)
+    }
+}
+
+impl<R> fmt::Debug for IMapStream<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IMapStream").field(&self.0).finish()
     }
 }

@@ -6,5 +6,5 @@ pub(crate) mod imap;
 pub(crate) mod sink;
 pub(crate) mod slot;
 
-pub use imap::{IMap, IMapUnordered};
+pub use imap::{IMap, IMapStream, IMapUnordered};
 pub use slot::AsyncResult;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
@@ -250,14 +251,18 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
 /// `imap` iterators.
 pub(crate) type ChunkResults<R> = (usize, Vec<Result<R, Error>>);
 
+/// The task polling an `imap` as a `Stream`, woken when a chunk arrives.
+pub(crate) type StreamWaker = Arc<Mutex<Option<Waker>>>;
+
 /// The sink of `imap` and `imap_unordered`: forwards each decoded chunk.
 pub(crate) struct Forward<R> {
     to: Sender<ChunkResults<R>>,
+    waker: StreamWaker,
 }
 
 impl<R> Forward<R> {
-    pub(crate) fn new(to: Sender<ChunkResults<R>>) -> Arc<Self> {
-        Arc::new(Forward { to })
+    pub(crate) fn new(to: Sender<ChunkResults<R>>, waker: StreamWaker) -> Arc<Self> {
+        Arc::new(Forward { to, waker })
     }
 }
 
@@ -265,6 +270,10 @@ impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
         // The iterator may be gone; then nobody wants the results.
         let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 

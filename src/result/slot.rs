@@ -2,7 +2,10 @@
 //! callbacks first), and [`AsyncResult`], the user's handle on it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -21,6 +24,8 @@ enum State<T> {
 pub(crate) struct Slot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// The task awaiting the result, if it is awaited as a `Future`.
+    waker: Mutex<Option<Waker>>,
     /// Whether the result runs callbacks before it becomes ready (and so
     /// needs the callback thread).
     has_callbacks: bool,
@@ -36,6 +41,11 @@ impl<T> Slot<T> {
         if matches!(*state, State::Pending) {
             *state = State::Done(result);
             self.ready.notify_all();
+            drop(state);
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 
@@ -66,6 +76,7 @@ impl<T: Send + 'static> Resolver<T> {
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
+            waker: Mutex::new(None),
             has_callbacks: callbacks.is_some(),
         });
         let callbacks = callbacks.map(|c| (c, runner.clone(), pending()));
@@ -359,6 +370,41 @@ impl<T> AsyncResult<T> {
             }
             State::Taken => Err(Error::ResultTaken),
             State::Pending => unreachable!("take is only called on a ready slot"),
+        }
+    }
+}
+
+/// Awaiting an `AsyncResult` gives what [`get`](AsyncResult::get) gives,
+/// without blocking the executor's thread: the pool wakes the task when
+/// the result is in. It works on any executor.
+///
+/// # Examples
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = procpool::Pool::new(2)?;
+/// let (a, b) = (pool.apply_async(square, 3)?, pool.map_async(square, 0..4)?);
+/// let (a, b) = futures::executor::block_on(async { (a.await, b.await) });
+/// assert_eq!((a?, b?), (9, vec![0, 1, 4, 9]));
+/// # Ok::<(), procpool::Error>(())
+/// ```
+impl<T> Future for AsyncResult<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        {
+            let state = self.slot.lock();
+            if Slot::is_ready(&state) {
+                return Poll::Ready(Self::take(state));
+            }
+        }
+        *self.slot.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // The result may have come in before the waker was in place.
+        let state = self.slot.lock();
+        match Slot::is_ready(&state) {
+            true => Poll::Ready(Self::take(state)),
+            false => Poll::Pending,
         }
     }
 }

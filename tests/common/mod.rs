@@ -177,6 +177,11 @@ impl Gate {
         self.path.to_str().unwrap().to_owned()
     }
 
+    /// The next task that arrived, if one has (does not wait).
+    pub fn try_next(&self) -> Option<Held> {
+        self.arrivals.try_recv().ok()
+    }
+
     /// Waits for the next `n` tasks to arrive.
     pub fn wait_for(&self, n: usize) -> Vec<Held> {
         (0..n)
