@@ -118,7 +118,7 @@ mod task;
 mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
-pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder};
+pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder, PoolStats, WorkerStats};
 pub use result::{AsyncResult, IMap, IMapStream, IMapUnordered};
 pub use task::{InitResult, StarFn};
 

@@ -50,6 +50,8 @@ fn header(len: u32, kind: u8) -> Vec<u8> {
 }
 
 const DONE: u8 = 0x83;
+/// Job id, item count, three timings.
+const DONE_HEADER: u32 = 8 + 4 + 24;
 
 fn assert_replaced_and_working(pool: &Pool, before: &[u32]) {
     let now = pool.worker_pids();
@@ -93,16 +95,18 @@ fn a_corrupt_message_is_a_protocol_error() {
     // An unknown kind.
     assert!(protocol_error(&pool, header(0, 0x99)).contains("unknown message kind"));
     // A well-formed answer to a job the worker does not hold.
-    let mut wrong = header(12, DONE);
+    let mut wrong = header(DONE_HEADER, DONE);
     wrong.extend(u64::MAX.to_le_bytes());
     wrong.extend(0u32.to_le_bytes());
+    wrong.extend([0; 24]);
     assert!(protocol_error(&pool, wrong).contains("answered job"));
     // Results that do not match the count.
-    let mut count = header(12 + 5, DONE);
-    count.extend(1u64.to_le_bytes());
+    let mut count = header(DONE_HEADER + 5, DONE);
+    count.extend(u64::MAX.to_le_bytes());
     count.extend(7u32.to_le_bytes());
+    count.extend([0; 24]);
     count.extend([0, 0, 0, 0, 0]);
-    protocol_error(&pool, count);
+    assert!(protocol_error(&pool, count).contains("1 results for 7 items"));
 }
 
 #[test]

@@ -97,3 +97,22 @@ fn cancelling_after_the_pool_is_gone_does_nothing() {
     assert!(!h.cancel());
     assert!(h.get().unwrap_err().is_terminated());
 }
+
+fn always_die(_: u8) -> u8 {
+    std::process::exit(7)
+}
+
+#[test]
+fn a_task_cancelled_between_retries_is_not_run_again() {
+    let pool = Pool::new(2).unwrap();
+    for i in 0..30 {
+        // Its worker dies again and again; the cancel lands in any phase:
+        // running, waiting for a replacement, or queued again.
+        let h = pool.with_retries(1_000_000).apply_async(always_die, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(5 + i % 7));
+        assert!(h.cancel(), "round {i}");
+        let r = h.get();
+        assert!(matches!(r, Err(Error::Cancelled)), "round {i}: {r:?}");
+    }
+    assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
+}

@@ -202,3 +202,47 @@ fn an_initializer_that_starts_failing_stops_the_respawns_and_reports_to_waiting_
         .count();
     assert_eq!(runs, 1 + 3, "initializer runs");
 }
+
+fn both_arrive(path: String) -> bool {
+    common::arrive(&path)
+}
+
+#[test]
+fn the_rest_of_a_split_chunk_goes_to_idle_workers_at_once() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    // One chunk of two items that can only finish together: the second
+    // item must run on the other worker while the first one runs.
+    let barrier = common::Barrier::new(2);
+    let out = pool
+        .with_chunksize(2)
+        .map(both_arrive, vec![barrier.path(), barrier.path()])
+        .unwrap();
+    assert_eq!(out, [true, true]);
+}
+
+fn fail_when_present(path: String) -> Result<(), String> {
+    match std::path::Path::new(&path).exists() {
+        true => Err("the flag is up".into()),
+        false => Ok(()),
+    }
+}
+
+#[test]
+fn split_chunks_end_in_the_initializer_error_when_no_worker_can_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag").to_str().unwrap().to_owned();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(1)
+        .initializer(fail_when_present, flag.clone())
+        .build()
+        .unwrap();
+    std::fs::write(&flag, "up").unwrap();
+    // Each item spends a worker; no replacement can start.
+    let err = pool.with_chunksize(3).map(pid_of, 0..3).unwrap_err();
+    assert!(matches!(err, Error::Initializer { .. }), "{err:?}");
+}

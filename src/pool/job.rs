@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -10,6 +11,7 @@ use crate::error::{DataKind, Error};
 use crate::pool::pending::PendingToken;
 use crate::pool::policy::{CallToken, TaskPolicy};
 use crate::pool::shared::Shared;
+use crate::pool::stats::Stats;
 use crate::protocol::function::Call;
 use crate::protocol::items::{self, PushError};
 use crate::protocol::{codec, message};
@@ -79,6 +81,7 @@ pub(crate) struct Ticket {
     pub(crate) attempt: u32,
     /// The call the chunk belongs to, for cancelling it.
     pub(crate) call: Arc<CallToken>,
+    stats: Arc<Stats>,
     sink: Option<Arc<dyn Sink>>,
     _pending: PendingToken,
 }
@@ -107,6 +110,7 @@ impl Ticket {
             policy: self.policy,
             attempt: self.attempt,
             call: Arc::clone(&self.call),
+            stats: Arc::clone(&self.stats),
             sink: self.sink.clone(),
             _pending: pending,
         }
@@ -114,6 +118,9 @@ impl Ticket {
 
     pub(crate) fn complete(mut self, outcome: ChunkOutcome<'_>) {
         if let Some(sink) = self.sink.take() {
+            if let ChunkOutcome::Failed(_) = &outcome {
+                self.stats.chunk_failed(self.meta.count);
+            }
             sink.complete(&self.meta, outcome);
         }
     }
@@ -129,6 +136,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
+            self.stats.chunk_failed(self.meta.count);
             sink.complete(&self.meta, ChunkOutcome::Failed(Error::Terminated));
         }
     }
@@ -190,6 +198,7 @@ impl Encoder {
         first: usize,
         sink: &Arc<dyn Sink>,
     ) -> Option<Job> {
+        let started = Instant::now();
         let mut frame = Vec::new();
         message::start_task(&mut frame);
         let mut holes = Vec::new();
@@ -217,6 +226,7 @@ impl Encoder {
         if count == 0 {
             return None;
         }
+        shared.stats.parent_codec(started.elapsed());
         let id = shared.next_job_id();
         let unsendable = message::finish_task(&mut frame, id, self.call, count, self.max_body)
             .err()
@@ -234,6 +244,7 @@ impl Encoder {
                 policy: self.policy,
                 attempt: 1,
                 call: Arc::clone(&self.token),
+                stats: Arc::clone(&shared.stats),
                 sink: Some(Arc::clone(sink)),
                 _pending: shared.pending.token(),
             },

@@ -13,6 +13,7 @@ pub(crate) mod job;
 pub(crate) mod pending;
 pub(crate) mod policy;
 pub(crate) mod shared;
+pub(crate) mod stats;
 pub(crate) mod supervisor;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 pub use builder::PoolBuilder;
 pub use call::{Call, IntoCallbacks, NoCallbacks};
 pub use callbacks::Callbacks;
+pub use stats::{PoolStats, WorkerStats};
 
 use crate::error::Error;
 use crate::result::{AsyncResult, IMap, IMapUnordered};
@@ -121,6 +123,22 @@ impl Pool {
     /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
+    }
+
+    /// Where the pool's work went so far: tasks completed and failed,
+    /// respawns, time in task functions versus (de)serialisation, and each
+    /// worker's share. See [`PoolStats`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// pool.map(|x: u32| x + 1, 0..100)?;
+    /// assert_eq!(pool.stats().tasks_completed, 100);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.shared.stats()
     }
 
     /// The number of workers the pool keeps running.

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause};
 use crate::pool::policy::Doom;
@@ -72,6 +72,22 @@ enum BringUp {
     Failed(Error),
 }
 
+/// Forgets the seat's worker pid if the supervisor unwinds (a bug), before
+/// the worker itself is dropped (killed and reaped): a pid in a seat is
+/// always an unreaped child.
+struct ForgetOnUnwind<'a> {
+    shared: &'a Shared,
+    seat: usize,
+}
+
+impl Drop for ForgetOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.forget_pid(self.seat);
+        }
+    }
+}
+
 fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
     let mut worker = match bring_up(shared, seat) {
         BringUp::Up(worker) => worker,
@@ -85,6 +101,8 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
         }
     };
     let _ = started.send(Ok(()));
+    // Declared after the worker, so dropped before it.
+    let _forget = ForgetOnUnwind { shared, seat };
     loop {
         let stop = serve(shared, seat, &mut worker);
         let pid = worker.pid();
@@ -147,12 +165,16 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
         (_, None, Stop::Broken(message)) => Error::Protocol { pid, message },
         (_, None, Stop::Closed | Stop::Retire(_)) => {
             match (shared.limits.max_memory, worker.output().alloc_failure()) {
-                (Some(limit), Some(requested)) => Error::MemoryLimit {
-                    index: None,
-                    pid,
-                    limit,
-                    requested: Some(requested),
-                },
+                // The standard library reports a failed allocation, then
+                // aborts.
+                (Some(limit), Some(requested)) if cause.signal() == Some(libc::SIGABRT) => {
+                    Error::MemoryLimit {
+                        index: None,
+                        pid,
+                        limit,
+                        requested: Some(requested),
+                    }
+                }
                 _ => return died(shared, running, pid, cause),
             }
         }
@@ -165,6 +187,8 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
 fn died(shared: &Shared, running: Running, pid: u32, cause: ExitCause) {
     match running.retry() {
         Ok(job) => shared.requeue(job),
+        // Cancelled while its worker was dying: it is not run again.
+        Err(ticket) if ticket.call.is_cancelled() => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
         Err(ticket) => {
             let attempts = ticket.attempt;
             ticket.complete(ChunkOutcome::Failed(Error::WorkerDied {
@@ -208,9 +232,7 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
     }
     match shared.worker_ready(seat) {
         Ok(next) => {
-            if let Some((channel, frame)) = next {
-                let _ = channel.send(frame.bytes());
-            }
+            next.send(shared);
             BringUp::Up(worker)
         }
         Err(_) => {
@@ -233,7 +255,10 @@ fn restart(shared: &Shared, seat: usize, first_try: BringUp) -> Option<WorkerPro
     let mut failures = 0;
     loop {
         match admit(shared, seat, attempt) {
-            BringUp::Up(worker) => return Some(worker),
+            BringUp::Up(worker) => {
+                shared.stats.respawned();
+                return Some(worker);
+            }
             BringUp::Stopped => return None,
             BringUp::Failed(e) => {
                 failures += 1;
@@ -268,24 +293,32 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
             Err(RecvError::Broken(e)) => return Stop::Broken(e.0),
         };
         match message {
-            FromWorker::Done { job, count, results } => {
-                if let Err(e) = validate(results, count) {
-                    return Stop::Broken(e.0);
-                }
+            FromWorker::Done {
+                job,
+                count,
+                timing,
+                results,
+            } => {
+                let ok = match validate(results, count) {
+                    Ok(ok) => ok,
+                    Err(e) => return Stop::Broken(e.0),
+                };
                 let (ticket, next, retire) = match shared.finished(seat, job, count) {
                     Ok(done) => done,
                     Err(message) => return Stop::Broken(message),
                 };
                 // Keep the worker busy while this thread decodes.
-                if let Some((channel, frame)) = next {
-                    let _ = channel.send(frame.bytes());
-                }
+                next.send(shared);
                 // Whoever gets this result finds the pool whole: a spent
                 // worker's replacement is already starting.
                 let replacement = retire.then(|| spawn_registered(shared, seat));
                 // What the task printed comes before its result.
                 output.drain();
+                output.forget_alloc_failure();
+                shared.stats.chunk_done(seat, ok, count, timing);
+                let decoding = Instant::now();
                 ticket.complete(ChunkOutcome::Results(results));
+                shared.stats.parent_codec(decoding.elapsed());
                 if let Some(replacement) = replacement {
                     return Stop::Retire(replacement);
                 }

@@ -50,9 +50,13 @@ use crate::sys::entry::CodeRange;
 
 /// The signature of every chunk runner: checks `call.signature`, runs the
 /// task function on each item of `items`, appends one result item per item
-/// to `out`, and returns the count.
-pub(crate) type EntryFn =
-    fn(call: Call, code: &CodeRange, items: &[u8], out: &mut Vec<u8>) -> Result<u32, ProtocolError>;
+/// to `out`, and returns the count and where the time went.
+pub(crate) type EntryFn = fn(
+    call: Call,
+    code: &CodeRange,
+    items: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(u32, crate::protocol::message::Timing), ProtocolError>;
 
 /// Names a function of this executable; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -91,7 +91,14 @@ mod tests {
         let panic = RemotePanic::new("boom".into(), None, None);
         items::push_with(&mut out, items::RES_PANIC, |b| codec::encode(&panic, b)).unwrap();
         items::push_bytes(&mut out, items::RES_ARG_DECODE, b"bad");
-        message::finish_done(&mut out, 3, 3, frame::DEFAULT_MAX_BODY).unwrap();
+        message::finish_done(
+            &mut out,
+            3,
+            3,
+            message::Timing::default(),
+            frame::DEFAULT_MAX_BODY,
+        )
+        .unwrap();
         out
     }
 

@@ -5,7 +5,7 @@
 //! | `TASK` (0x01) | parent → worker | job id u64, [`Call`] (entry u64, function u64, signature u64), item count u32, items |
 //! | `READY` (0x81) | worker → parent | protocol version u32, pid u32 |
 //! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
-//! | `DONE` (0x83) | worker → parent | job id u64, item count u32, item results |
+//! | `DONE` (0x83) | worker → parent | job id u64, item count u32, [`Timing`] (3 × u64 ns), item results |
 //! | `FAULT` (0x84) | worker → parent | UTF-8 reason (the worker then exits) |
 //!
 //! Integers are little endian. A worker handles one task at a time and
@@ -22,7 +22,7 @@ pub(crate) const DONE: u8 = 0x83;
 pub(crate) const FAULT: u8 = 0x84;
 
 const TASK_HEADER: usize = 8 + 8 + 8 + 8 + 4;
-const DONE_HEADER: usize = 8 + 4;
+const DONE_HEADER: usize = 8 + 4 + 3 * 8;
 
 /// A message to a worker.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,12 +36,29 @@ pub(crate) enum ToWorker<'a> {
     },
 }
 
+/// Where a worker's time on one chunk went, in nanoseconds: decoding the
+/// arguments, running the task function, encoding the results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub(crate) decode_ns: u64,
+    pub(crate) run_ns: u64,
+    pub(crate) encode_ns: u64,
+}
+
 /// A message from a worker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FromWorker<'a> {
-    Ready { protocol: u32, pid: u32 },
+    Ready {
+        protocol: u32,
+        pid: u32,
+    },
     Reject(&'a str),
-    Done { job: u64, count: u32, results: &'a [u8] },
+    Done {
+        job: u64,
+        count: u32,
+        timing: Timing,
+        results: &'a [u8],
+    },
     Fault(&'a str),
 }
 
@@ -106,10 +123,19 @@ pub(crate) fn start_done(buf: &mut Vec<u8>) {
 }
 
 /// Completes a done frame begun with [`start_done`].
-pub(crate) fn finish_done(buf: &mut [u8], job: u64, count: u32, max_body: usize) -> Result<(), usize> {
+pub(crate) fn finish_done(
+    buf: &mut [u8],
+    job: u64,
+    count: u32,
+    timing: Timing,
+    max_body: usize,
+) -> Result<(), usize> {
     let h = frame::HEADER_LEN;
     buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
     buf[h + 8..h + 12].copy_from_slice(&count.to_le_bytes());
+    buf[h + 12..h + 20].copy_from_slice(&timing.decode_ns.to_le_bytes());
+    buf[h + 20..h + 28].copy_from_slice(&timing.run_ns.to_le_bytes());
+    buf[h + 28..h + 36].copy_from_slice(&timing.encode_ns.to_le_bytes());
     frame::finish(buf, DONE, max_body).map(drop)
 }
 
@@ -205,6 +231,11 @@ impl<'a> FromWorker<'a> {
                 Ok(FromWorker::Done {
                     job: u64_at(body, 0),
                     count: u32_at(body, 8),
+                    timing: Timing {
+                        decode_ns: u64_at(body, 12),
+                        run_ns: u64_at(body, 20),
+                        encode_ns: u64_at(body, 28),
+                    },
                     results: &body[DONE_HEADER..],
                 })
             }
@@ -304,13 +335,19 @@ mod tests {
         let mut buf = Vec::new();
         start_done(&mut buf);
         buf.push(9);
-        finish_done(&mut buf, 7, 1, DEFAULT_MAX_BODY).unwrap();
+        let timing = Timing {
+            decode_ns: 1,
+            run_ns: 2,
+            encode_ns: 3,
+        };
+        finish_done(&mut buf, 7, 1, timing, DEFAULT_MAX_BODY).unwrap();
         let (kind, body) = split(&buf);
         assert_eq!(
             FromWorker::decode(kind, body).unwrap(),
             FromWorker::Done {
                 job: 7,
                 count: 1,
+                timing,
                 results: &[9]
             }
         );
@@ -318,7 +355,7 @@ mod tests {
 
     #[test]
     fn short_and_unknown_messages_are_errors() {
-        assert!(FromWorker::decode(DONE, &[0; 11]).is_err());
+        assert!(FromWorker::decode(DONE, &[0; 35]).is_err());
         assert!(FromWorker::decode(READY, &[0; 9]).is_err());
         assert!(FromWorker::decode(0x55, &[]).is_err());
         assert!(FromWorker::decode(FAULT, &[0xff, 0xfe]).is_err());

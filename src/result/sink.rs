@@ -43,20 +43,22 @@ pub(crate) trait Sink: Send + Sync {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>);
 }
 
-/// Checks that a `DONE` payload holds `count` well-formed result items.
-pub(crate) fn validate(results: &[u8], count: u32) -> Result<(), ProtocolError> {
-    let mut seen = 0u32;
+/// Checks that a `DONE` payload holds `count` well-formed result items;
+/// returns how many of them are values (the others are errors).
+pub(crate) fn validate(results: &[u8], count: u32) -> Result<u32, ProtocolError> {
+    let (mut seen, mut ok) = (0u32, 0u32);
     for item in Items::new(results) {
         let (tag, _) = item?;
         if tag > items::RES_SKIPPED {
             return Err(ProtocolError::new(format!("unknown result tag {tag}")));
         }
         seen += 1;
+        ok += u32::from(tag == items::RES_OK);
     }
     if seen != count {
         return Err(ProtocolError::new(format!("{seen} results for {count} items")));
     }
-    Ok(())
+    Ok(ok)
 }
 
 /// Decodes a chunk's outcome into one result per item. With `indexed`,
@@ -318,7 +320,7 @@ mod tests {
     #[test]
     fn every_item_outcome_maps_to_its_error() {
         let buf = results();
-        validate(&buf, 6).unwrap();
+        assert_eq!(validate(&buf, 6).unwrap(), 2);
         let out = decode_chunk::<u32>(&meta(10, 6), ChunkOutcome::Results(&buf), true);
         assert_eq!(out[0].as_ref().unwrap(), &7);
         assert!(

@@ -207,7 +207,9 @@ impl<T> AsyncResult<T> {
             return false;
         };
         match canceller.shared.upgrade() {
-            Some(shared) => shared.cancel(&canceller.token),
+            // A task between attempts (its worker just died) is in no queue
+            // or worker, but will not run again: it ends cancelled too.
+            Some(shared) => shared.cancel(&canceller.token) || !self.ready(),
             None => false,
         }
     }

@@ -117,17 +117,17 @@ fn serve(channel: &UnixStream, code: &CodeRange) -> i32 {
             );
         };
         message::start_done(&mut out);
-        match entry(call, code, items, &mut out) {
-            Ok(n) if n == count => {}
-            Ok(n) => {
+        let timing = match entry(call, code, items, &mut out) {
+            Ok((n, timing)) if n == count => timing,
+            Ok((n, _)) => {
                 return fault(
                     channel,
                     &format!("task {job} announced {count} items but holds {n}"),
                 );
             }
             Err(e) => return fault(channel, &format!("task {job}: {e}")),
-        }
-        if let Err(size) = message::finish_done(&mut out, job, count, DEFAULT_MAX_BODY) {
+        };
+        if let Err(size) = message::finish_done(&mut out, job, count, timing, DEFAULT_MAX_BODY) {
             too_large(&mut out, job, count, size);
         }
         flush_output();
@@ -148,7 +148,8 @@ fn too_large(out: &mut Vec<u8>, job: u64, count: u32, size: usize) {
     for _ in 0..count {
         items::push_bytes(out, items::RES_RESULT_ENCODE, text.as_bytes());
     }
-    message::finish_done(out, job, count, DEFAULT_MAX_BODY).expect("error items are small");
+    message::finish_done(out, job, count, message::Timing::default(), DEFAULT_MAX_BODY)
+        .expect("error items are small");
 }
 
 /// Tells the parent why this worker stops, and returns the exit code.

@@ -317,6 +317,7 @@ impl WorkerProcess {
                 job,
                 count: 1,
                 results,
+                ..
             }) if job == crate::pool::job::INIT_JOB => {
                 init_outcome(results).map_err(|message| Error::Initializer { pid, message })
             }

@@ -137,6 +137,12 @@ impl Output {
         self.shared.pump(true, DRAIN_TURN);
     }
 
+    /// Forgets a reported allocation failure: a task delivered a result
+    /// after it, so it was not fatal.
+    pub(crate) fn forget_alloc_failure(&self) {
+        self.shared.alloc_failure.store(0, Ordering::SeqCst);
+    }
+
     /// The size of an allocation the worker reported as failed on stderr
     /// (the standard library's `memory allocation of N bytes failed`, just
     /// before it aborts), when the relay was asked to watch for it.
@@ -148,16 +154,18 @@ impl Output {
     }
 }
 
-/// The size in a line `memory allocation of N bytes failed`.
+/// The size in a line that is exactly `memory allocation of N bytes
+/// failed`, the standard library's report before it aborts.
 fn failed_allocation(lines: &[u8]) -> Option<u64> {
-    const PREFIX: &[u8] = b"memory allocation of ";
-    let at = lines.windows(PREFIX.len()).position(|w| w == PREFIX)?;
-    let rest = &lines[at + PREFIX.len()..];
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if !rest[digits..].starts_with(b" bytes failed") {
-        return None;
-    }
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    lines.split(|&b| b == b'\n').find_map(|line| {
+        let digits = line
+            .strip_prefix(b"memory allocation of ")?
+            .strip_suffix(b" bytes failed")?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    })
 }
 
 impl Shared {
@@ -324,6 +332,10 @@ mod tests {
             None
         );
         assert_eq!(failed_allocation(b"memory allocation of 12 bytes\n"), None);
+        assert_eq!(
+            failed_allocation(b"note: memory allocation of 5 bytes failed\n"),
+            None
+        );
     }
 
     #[test]

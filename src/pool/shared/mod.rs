@@ -47,6 +47,7 @@ use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
 use crate::pool::job::{Job, Ticket};
 use crate::pool::pending::Pending;
 use crate::pool::policy::{Doom, TaskPolicy, WorkerLimits};
+use crate::pool::stats::{PoolStats, Stats};
 use crate::worker::handle::{Channel, StartConfig};
 
 mod kill;
@@ -116,8 +117,45 @@ impl Frame {
     }
 }
 
-/// A job to send now, on this channel.
-pub(crate) type Dispatch = (Arc<Channel>, Frame);
+/// A job to send now, to the worker of a seat.
+#[derive(Debug)]
+struct Dispatch {
+    seat: usize,
+    job: u64,
+    channel: Arc<Channel>,
+    frame: Frame,
+}
+
+/// Jobs to send once the state lock is released (usually none or one; a
+/// split chunk can make more).
+#[derive(Debug, Default)]
+#[must_use = "jobs assigned to workers must be sent"]
+pub(crate) struct Sends {
+    first: Option<Dispatch>,
+    more: Vec<Dispatch>,
+}
+
+impl Sends {
+    fn push(&mut self, dispatch: Dispatch) {
+        match self.first {
+            None => self.first = Some(dispatch),
+            Some(_) => self.more.push(dispatch),
+        }
+    }
+
+    /// Sends every job. A job whose worker turned out to be dead (it died
+    /// while idle, before its supervisor noticed) never reached it: it goes
+    /// back to the queue, without counting as an attempt.
+    pub(crate) fn send(self, shared: &Shared) {
+        let mut pending: Vec<Dispatch> = self.first.into_iter().chain(self.more).collect();
+        while let Some(d) = pending.pop() {
+            if d.channel.send(d.frame.bytes()).is_err() {
+                let again = shared.undelivered(d.seat, d.job, d.frame);
+                pending.extend(again.first.into_iter().chain(again.more));
+            }
+        }
+    }
+}
 
 /// The job a worker holds.
 #[derive(Debug)]
@@ -206,6 +244,7 @@ pub(crate) struct Shared {
     pub(crate) limits: WorkerLimits,
     /// The `TASK` frame of the initializer, run in every new worker.
     pub(crate) init: Option<Vec<u8>>,
+    pub(crate) stats: Arc<Stats>,
     state: Mutex<State>,
     /// Wakes the timer thread (waits on `state`).
     timer_wake: Condvar,
@@ -234,6 +273,7 @@ impl Shared {
             policy: options.policy,
             limits: options.limits,
             init: options.init,
+            stats: Arc::new(Stats::new(processes)),
             state: Mutex::new(State {
                 lifecycle: Lifecycle::Running,
                 queue: VecDeque::new(),
@@ -284,37 +324,79 @@ impl Shared {
             job.fail(error);
             return Ok(());
         }
-        match state.idle.pop_front() {
-            Some(seat) => {
-                let (channel, frame) = self.assign(&mut state, seat, job);
-                drop(state);
-                // A worker that just died is noticed by its supervisor,
-                // which fails the job it held.
-                let _ = channel.send(frame.bytes());
-            }
-            None => state.queue.push_back(job),
-        }
+        state.queue.push_back(job);
+        let sends = self.dispatch_idle(&mut state);
+        drop(state);
+        sends.send(self);
         Ok(())
     }
 
     /// Puts a job whose worker died back at the front of the queue (or
     /// hands it to an idle worker) for another attempt. Fails it if the
-    /// pool stopped taking work.
+    /// pool stopped taking work or its call was cancelled.
     pub(crate) fn requeue(&self, job: Job) {
         let mut state = self.lock();
-        if let Err(error) = state.admit(Admission::Continuation) {
+        let refusal = match state.admit(Admission::Continuation) {
+            Err(error) => Some(error),
+            Ok(()) if job.ticket.call.is_cancelled() => Some(Error::Cancelled),
+            Ok(()) => None,
+        };
+        if let Some(error) = refusal {
             drop(state);
             job.fail(error);
             return;
         }
-        match state.idle.pop_front() {
-            Some(seat) => {
-                let (channel, frame) = self.assign(&mut state, seat, job);
-                drop(state);
-                let _ = channel.send(frame.bytes());
-            }
-            None => state.queue.push_front(job),
+        state.queue.push_front(job);
+        let sends = self.dispatch_idle(&mut state);
+        drop(state);
+        sends.send(self);
+    }
+
+    /// The job `job` sent to `seat` did not reach its worker (the channel
+    /// is closed: the worker is dead). If the seat still holds it, it goes
+    /// back to the front of the queue as it was.
+    fn undelivered(&self, seat: usize, job: u64, frame: Frame) -> Sends {
+        let mut state = self.lock();
+        let s = &mut state.seats[seat];
+        if s.current.as_ref().is_none_or(|r| r.ticket.id != job) {
+            // Its supervisor got there first and reported it.
+            return Sends::default();
         }
+        let running = s.current.take().expect("checked above");
+        s.deadline = None;
+        let frame = match frame {
+            Frame::Owned(bytes) => bytes,
+            Frame::Kept(bytes) => Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()),
+        };
+        drop(running.frame);
+        let job = Job {
+            frame,
+            ticket: running.ticket,
+            unsendable: None,
+        };
+        let refusal = match state.admit(Admission::Continuation) {
+            Err(error) => Some(error),
+            Ok(()) if job.ticket.call.is_cancelled() => Some(Error::Cancelled),
+            Ok(()) => None,
+        };
+        if let Some(error) = refusal {
+            drop(state);
+            job.fail(error);
+            return Sends::default();
+        }
+        state.queue.push_front(job);
+        self.dispatch_idle(&mut state)
+    }
+
+    /// Hands queued jobs to idle workers while there are both.
+    fn dispatch_idle(&self, state: &mut State) -> Sends {
+        let mut sends = Sends::default();
+        while !state.queue.is_empty() {
+            let Some(seat) = state.idle.pop_front() else { break };
+            let job = state.queue.pop_front().expect("checked above");
+            sends.push(self.assign(state, seat, job));
+        }
+        sends
     }
 
     /// Makes `job` the current job of `seat` (which must be serving and
@@ -349,6 +431,7 @@ impl Shared {
         };
         let deadline = job.ticket.policy.timeout.map(|t| Instant::now() + t);
         s.deadline = deadline;
+        let id = job.ticket.id;
         s.current = Some(Running {
             ticket: job.ticket,
             frame: kept,
@@ -356,16 +439,27 @@ impl Shared {
         if let Some(deadline) = deadline {
             self.arm_timer(state, deadline);
         }
-        (channel, frame)
+        Dispatch {
+            seat,
+            job: id,
+            channel,
+            frame,
+        }
     }
 
-    /// Gives `seat` the next queued job, or marks it idle.
-    fn next_for(&self, state: &mut State, seat: usize) -> Option<Dispatch> {
+    /// Gives `seat` the next queued job (and, if that job was split, its
+    /// rest to idle workers), or marks it idle.
+    fn next_for(&self, state: &mut State, seat: usize) -> Sends {
         match state.queue.pop_front() {
-            Some(job) => Some(self.assign(state, seat, job)),
+            Some(job) => {
+                let first = self.assign(state, seat, job);
+                let mut sends = self.dispatch_idle(state);
+                sends.push(first);
+                sends
+            }
             None => {
                 state.idle.push_back(seat);
-                None
+                Sends::default()
             }
         }
     }
@@ -404,7 +498,7 @@ impl Shared {
 
     /// The worker of `seat` passed its handshake: it joins the pool and
     /// gets a job if one waits. `Err` if the pool no longer wants workers.
-    pub(crate) fn worker_ready(&self, seat: usize) -> Result<Option<Dispatch>, Lifecycle> {
+    pub(crate) fn worker_ready(&self, seat: usize) -> Result<Sends, Lifecycle> {
         let mut state = self.lock();
         if !state.lifecycle.replaces_workers() {
             return Err(state.lifecycle);
@@ -426,7 +520,7 @@ impl Shared {
         seat: usize,
         job: u64,
         count: u32,
-    ) -> Result<(Ticket, Option<Dispatch>, bool), String> {
+    ) -> Result<(Ticket, Sends, bool), String> {
         let mut state = self.lock();
         let s = &mut state.seats[seat];
         match &s.current {
@@ -445,10 +539,17 @@ impl Shared {
         // takes nothing more; a spent one is then replaced.
         let retire = s.retiring && s.doom.is_none();
         let next = match s.retiring || s.doom.is_some() {
-            true => None,
+            true => Sends::default(),
             false => self.next_for(&mut state, seat),
         };
         Ok((running.ticket, next, retire))
+    }
+
+    /// Forgets the pid of `seat`'s worker, which is about to be reaped.
+    pub(crate) fn forget_pid(&self, seat: usize) {
+        let mut state = self.lock();
+        state.idle.retain(|&i| i != seat);
+        state.seats[seat].pid = None;
     }
 
     /// The worker of `seat` is gone: returns the job it held, what the pool
@@ -485,6 +586,12 @@ impl Shared {
         for job in drained {
             job.fail(error.clone());
         }
+    }
+
+    /// A snapshot of the pool's counters.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let pids = self.lock().seats.iter().map(|s| s.pid).collect();
+        self.stats.snapshot(pids)
     }
 
     /// The pids of the workers: serving, or started and not yet through

@@ -1,0 +1,181 @@
+//! Insights: counters every pool keeps (atomics, updated once per chunk),
+//! and the [`PoolStats`] snapshot that [`Pool::stats`](crate::Pool::stats)
+//! returns.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::protocol::message::Timing;
+
+/// The live counters of one pool.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    respawns: AtomicU64,
+    task_ns: AtomicU64,
+    worker_codec_ns: AtomicU64,
+    parent_codec_ns: AtomicU64,
+    seats: Vec<SeatStats>,
+}
+
+#[derive(Debug, Default)]
+struct SeatStats {
+    tasks: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn new(seats: usize) -> Self {
+        Stats {
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            respawns: AtomicU64::new(0),
+            task_ns: AtomicU64::new(0),
+            worker_codec_ns: AtomicU64::new(0),
+            parent_codec_ns: AtomicU64::new(0),
+            seats: (0..seats).map(|_| SeatStats::default()).collect(),
+        }
+    }
+
+    /// A worker finished a chunk of `count` items, `ok` of them with a value.
+    pub(crate) fn chunk_done(&self, seat: usize, ok: u32, count: u32, timing: Timing) {
+        self.completed.fetch_add(u64::from(ok), Relaxed);
+        self.failed.fetch_add(u64::from(count - ok), Relaxed);
+        let codec = timing.decode_ns.saturating_add(timing.encode_ns);
+        self.task_ns.fetch_add(timing.run_ns, Relaxed);
+        self.worker_codec_ns.fetch_add(codec, Relaxed);
+        let s = &self.seats[seat];
+        s.tasks.fetch_add(u64::from(count), Relaxed);
+        s.busy_ns.fetch_add(codec.saturating_add(timing.run_ns), Relaxed);
+    }
+
+    /// `count` items failed without a result from a worker (it died, was
+    /// killed, the pool was terminated, the call was cancelled).
+    pub(crate) fn chunk_failed(&self, count: u32) {
+        self.failed.fetch_add(u64::from(count), Relaxed);
+    }
+
+    pub(crate) fn respawned(&self) {
+        self.respawns.fetch_add(1, Relaxed);
+    }
+
+    /// Time the parent spent encoding arguments or decoding results.
+    pub(crate) fn parent_codec(&self, spent: Duration) {
+        self.parent_codec_ns.fetch_add(nanos(spent), Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, pids: Vec<Option<u32>>) -> PoolStats {
+        let d = |a: &AtomicU64| Duration::from_nanos(a.load(Relaxed));
+        PoolStats {
+            tasks_completed: self.completed.load(Relaxed),
+            tasks_failed: self.failed.load(Relaxed),
+            respawns: self.respawns.load(Relaxed),
+            task_time: d(&self.task_ns),
+            worker_codec_time: d(&self.worker_codec_ns),
+            parent_codec_time: d(&self.parent_codec_ns),
+            workers: self
+                .seats
+                .iter()
+                .zip(pids)
+                .map(|(s, pid)| WorkerStats {
+                    pid,
+                    tasks: s.tasks.load(Relaxed),
+                    busy: d(&s.busy_ns),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Where a pool's work went, since it started: returned by
+/// [`Pool::stats`](crate::Pool::stats). Counting costs a few atomic
+/// additions per chunk, so it is always on.
+///
+/// # Examples
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = procpool::Pool::new(2)?;
+/// pool.map(square, 0..1000)?;
+/// let _ = pool.apply(|_: ()| -> u8 { panic!("no") }, ());
+/// let stats = pool.stats();
+/// assert_eq!((stats.tasks_completed, stats.tasks_failed), (1000, 1));
+/// assert_eq!(stats.workers.iter().map(|w| w.tasks).sum::<u64>(), 1001);
+/// println!("{stats}");
+/// # Ok::<(), procpool::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Tasks that returned a value.
+    pub tasks_completed: u64,
+    /// Tasks that ended in an error: they panicked, their argument or
+    /// result did not (de)serialise in the worker, or they lost their
+    /// worker (a crash, a timeout, a cancel, the memory limit, terminate).
+    pub tasks_failed: u64,
+    /// Workers started to replace others (after a death, a kill, or
+    /// recycling).
+    pub respawns: u64,
+    /// Time workers spent in task functions.
+    pub task_time: Duration,
+    /// Time workers spent decoding arguments and encoding results.
+    pub worker_codec_time: Duration,
+    /// Time the parent spent encoding arguments and decoding results
+    /// (including delivering them).
+    pub parent_codec_time: Duration,
+    /// Per worker seat (a seat keeps its counts across replacements).
+    pub workers: Vec<WorkerStats>,
+}
+
+/// One worker seat's share of a [`PoolStats`].
+///
+/// # Examples
+///
+/// ```
+/// let pool = procpool::Pool::new(1)?;
+/// pool.apply(|x: u8| x, 1)?;
+/// let seat = &pool.stats().workers[0];
+/// assert_eq!(seat.pid, Some(pool.worker_pids()[0]));
+/// assert_eq!(seat.tasks, 1);
+/// # Ok::<(), procpool::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The pid of the seat's current worker (`None` while it is replaced).
+    pub pid: Option<u32>,
+    /// Tasks its workers ran.
+    pub tasks: u64,
+    /// Time its workers spent on tasks, including (de)serialisation.
+    pub busy: Duration,
+}
+
+impl std::fmt::Display for PoolStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} tasks completed, {} failed, {} workers respawned",
+            self.tasks_completed, self.tasks_failed, self.respawns
+        )?;
+        writeln!(
+            f,
+            "time in tasks {:?}; (de)serialising: workers {:?}, parent {:?}",
+            self.task_time, self.worker_codec_time, self.parent_codec_time
+        )?;
+        for (seat, w) in self.workers.iter().enumerate() {
+            let pid = w.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            writeln!(
+                f,
+                "  worker {seat} (pid {pid}): {} tasks, busy {:?}",
+                w.tasks, w.busy
+            )?;
+        }
+        Ok(())
+    }
+}
