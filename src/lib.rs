@@ -102,6 +102,20 @@
 //! soon as the parent does, however it ends (even by SIGKILL), and are
 //! always reaped. The README's *Failure handling* table lists every case.
 //!
+//! # Fitting in
+//!
+//! * **async**: [`AsyncResult`] is a `Future` and
+//!   [`IMap::into_stream`] gives a `futures::Stream`; awaiting never blocks
+//!   the executor's thread, on any runtime.
+//! * **Progress**: `pool.with_progress().map(..)` draws a bar with
+//!   done/total, rate and ETA (cargo feature `progress`, indicatif).
+//! * **Worker state**: [`PoolBuilder::initializer`] sends a value to each
+//!   worker once and builds per-worker state from it.
+//! * **Logs**: worker start, exit, death, replacement, timeout, cancel and
+//!   recycling are [`tracing`](https://docs.rs/tracing) events with the
+//!   worker's pid.
+//! * **Insights**: [`Pool::stats`] tells where the time went.
+//!
 //! # Platforms
 //!
 //! Linux. Workers are started from `/proc/self/exe`.
@@ -111,6 +125,7 @@
 mod bootstrap;
 mod error;
 mod pool;
+mod progress;
 mod protocol;
 mod result;
 mod sys;

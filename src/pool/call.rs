@@ -12,6 +12,7 @@ use crate::pool::Pool;
 use crate::pool::callbacks::Callbacks;
 use crate::pool::engine::{apply, map, stream};
 use crate::pool::policy::TaskPolicy;
+use crate::progress::Progress;
 use crate::result::imap::{IMap, IMapUnordered};
 use crate::result::slot::AsyncResult;
 use crate::sys::entry::is_fn_item;
@@ -51,6 +52,7 @@ pub struct Call<'p, C = NoCallbacks> {
     chunksize: Option<usize>,
     timeout: Option<Duration>,
     retries: Option<u32>,
+    progress: Option<Progress>,
     callbacks: C,
 }
 
@@ -114,6 +116,7 @@ impl<'p> Call<'p, NoCallbacks> {
             chunksize: None,
             timeout: None,
             retries: None,
+            progress: None,
             callbacks: NoCallbacks,
         }
     }
@@ -141,6 +144,7 @@ impl<'p> Call<'p, NoCallbacks> {
             chunksize: self.chunksize,
             timeout: self.timeout,
             retries: self.retries,
+            progress: self.progress,
             callbacks,
         }
     }
@@ -171,6 +175,7 @@ impl<'p> Call<'p, NoCallbacks> {
             chunksize: self.chunksize,
             timeout: self.timeout,
             retries: self.retries,
+            progress: self.progress,
             callbacks,
         }
     }
@@ -264,7 +269,16 @@ impl<'p> Call<'p, NoCallbacks> {
         I::IntoIter: Send + 'a,
     {
         let policy = self.policy()?;
-        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, policy, true).map(IMap)
+        stream::<Unary<A, R>, _>(
+            &self.pool.shared,
+            f,
+            items,
+            self.chunksize,
+            policy,
+            true,
+            self.progress,
+        )
+        .map(IMap)
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -289,8 +303,16 @@ impl<'p> Call<'p, NoCallbacks> {
         I::IntoIter: Send + 'a,
     {
         let policy = self.policy()?;
-        stream::<Unary<A, R>, _>(&self.pool.shared, f, items, self.chunksize, policy, false)
-            .map(IMapUnordered)
+        stream::<Unary<A, R>, _>(
+            &self.pool.shared,
+            f,
+            items,
+            self.chunksize,
+            policy,
+            false,
+            self.progress,
+        )
+        .map(IMapUnordered)
     }
 }
 
@@ -392,6 +414,46 @@ impl<'p, C> Call<'p, C> {
         self
     }
 
+    /// Shows a progress bar on stderr for this `map`-like call: tasks
+    /// done out of the total, the rate and the time left (cargo feature
+    /// `progress`). Nothing is drawn when stderr is not a terminal. See
+    /// [`Pool::with_progress`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// assert_eq!(pool.with_chunksize(1).with_progress().map(|x: u8| x, 0..3)?, [0, 1, 2]);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn with_progress(mut self) -> Self {
+        self.progress = Some(Progress::on_stderr());
+        self
+    }
+
+    /// Like [`with_progress`](Self::with_progress), with a bar of your
+    /// own: your style, draw target, or a bar inside an
+    /// `indicatif::MultiProgress`. Its length is set to the number of tasks
+    /// when that is known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use indicatif::{ProgressBar, ProgressDrawTarget};
+    ///
+    /// let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    /// let pool = procpool::Pool::new(2)?;
+    /// pool.with_progress_bar(bar.clone()).map(|x: u32| x * 2, 0..100)?;
+    /// assert_eq!((bar.position(), bar.length()), (100, Some(100)));
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn with_progress_bar(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(Progress::new(bar));
+        self
+    }
+
     /// The pool's task policy with this call's options applied.
     fn policy(&self) -> Result<TaskPolicy, Error> {
         let mut policy = self.pool.shared.policy;
@@ -440,6 +502,11 @@ impl<'p, C> Call<'p, C> {
                 "a chunk size ({n}) applies to map-like calls, not to apply or apply_async"
             )));
         }
+        if self.progress.is_some() {
+            return Err(Error::InvalidArgument(
+                "a progress bar applies to map-like calls, not to apply or apply_async".into(),
+            ));
+        }
         let policy = self.policy()?;
         apply::<Unary<A, R>>(&self.pool.shared, f, arg, policy, self.callbacks.into_callbacks())
     }
@@ -467,7 +534,7 @@ impl<'p, C> Call<'p, C> {
     {
         let (shared, policy) = (&self.pool.shared, self.policy()?);
         let callbacks = self.callbacks.into_callbacks();
-        map::<Unary<A, R>, _>(shared, f, items, self.chunksize, policy, callbacks)
+        map::<Unary<A, R>, _>(shared, f, items, self.chunksize, policy, callbacks, self.progress)
     }
 
     /// [`Pool::starmap_async`] with these options.
@@ -503,7 +570,7 @@ impl<'p, C> Call<'p, C> {
         }
         let (shared, policy) = (&self.pool.shared, self.policy()?);
         let callbacks = self.callbacks.into_callbacks();
-        map::<Star<F, Args>, _>(shared, f, items, self.chunksize, policy, callbacks)
+        map::<Star<F, Args>, _>(shared, f, items, self.chunksize, policy, callbacks, self.progress)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::pool::callbacks::Callbacks;
 use crate::pool::job::Encoder;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::{Admission, Shared};
+use crate::progress::Progress;
 use crate::result::imap::Stream;
 use crate::result::sink::{Collect, Forward, OneShot, Sink, StreamWaker};
 use crate::result::slot::{AsyncResult, Canceller, Resolver};
@@ -84,6 +85,7 @@ pub(crate) fn map<K, I>(
     chunksize: Option<usize>,
     policy: TaskPolicy,
     callbacks: Option<Callbacks<Vec<K::Out>>>,
+    progress: Option<Progress>,
 ) -> Result<AsyncResult<Vec<K::Out>>, Error>
 where
     K: Kernel,
@@ -102,16 +104,16 @@ where
     let items = items.into_iter();
     let workers = shared.processes;
     let result = match (chunksize, exact_len(&items)) {
-        (Some(size), _) => map_chunks(shared, encoder, items, size, callbacks),
+        (Some(size), _) => map_chunks(shared, encoder, items, size, callbacks, progress),
         (None, Some(n)) => {
             let size = default_chunksize(n, workers);
-            map_chunks(shared, encoder, items, size, callbacks)
+            map_chunks(shared, encoder, items, size, callbacks, progress)
         }
         (None, None) => {
             // Like CPython: a length is needed for the default chunk size.
             let items: Vec<_> = items.collect();
             let size = default_chunksize(items.len(), workers);
-            map_chunks(shared, encoder, items.into_iter(), size, callbacks)
+            map_chunks(shared, encoder, items.into_iter(), size, callbacks, progress)
         }
     };
     drop(feeding);
@@ -124,6 +126,7 @@ fn map_chunks<A, R, I>(
     mut items: I,
     size: usize,
     callbacks: Option<Callbacks<Vec<R>>>,
+    progress: Option<Progress>,
 ) -> AsyncResult<Vec<R>>
 where
     A: Serialize,
@@ -131,7 +134,11 @@ where
     I: Iterator<Item = A>,
 {
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
-    let collect = Collect::new(resolver);
+    let total = exact_len(&items);
+    if let Some(progress) = &progress {
+        progress.start(total);
+    }
+    let collect = Collect::new(resolver, progress.clone());
     let sink: Arc<dyn Sink> = Arc::clone(&collect) as Arc<dyn Sink>;
     let mut first = 0;
     while let Some(job) = encoder.chunk(shared, &mut items, size.max(1), first, &sink) {
@@ -140,6 +147,9 @@ where
         if let Err(refused) = shared.submit(job, Admission::Continuation) {
             refused.fail();
         }
+    }
+    if let (Some(progress), None) = (&progress, total) {
+        progress.start(Some(first));
     }
     collect.seal(first);
     AsyncResult::new(slot, Some(Canceller::new(shared, encoder.token())))
@@ -152,6 +162,7 @@ pub(crate) fn stream<'a, K, I>(
     chunksize: Option<usize>,
     policy: TaskPolicy,
     ordered: bool,
+    progress: Option<Progress>,
 ) -> Result<Stream<'a, K::Out>, Error>
 where
     K: Kernel,
@@ -171,12 +182,15 @@ where
         Some(n) => default_chunksize(n, shared.processes).max(1),
         None => 1,
     });
+    if let Some(progress) = &progress {
+        progress.start(exact_len(&items));
+    }
     let (to, results) = unbounded();
     let waker = StreamWaker::default();
-    let sink: Arc<dyn Sink> = Forward::new(to, Arc::clone(&waker));
+    let sink: Arc<dyn Sink> = Forward::new(to, Arc::clone(&waker), progress.clone());
     let producer = Arc::clone(shared);
     let produce = Box::new(move |first| encoder.chunk(&producer, &mut items, size, first, &sink));
-    let stream = Stream::new(Arc::clone(shared), produce, results, waker, ordered);
+    let stream = Stream::new(Arc::clone(shared), produce, results, waker, ordered, progress);
     drop(opening);
     Ok(stream)
 }

@@ -100,6 +100,7 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
             return;
         }
     };
+    tracing::debug!(pid = worker.pid(), seat, "procpool worker started");
     let _ = started.send(Ok(()));
     // Declared after the worker, so dropped before it.
     let _forget = ForgetOnUnwind { shared, seat };
@@ -113,7 +114,8 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                 if !matches!(replacement, BringUp::Up(_)) {
                     shared.seat_lost(seat);
                 }
-                worker.reap_within(RETIRE_GRACE);
+                let cause = worker.reap_within(RETIRE_GRACE);
+                tracing::info!(pid, seat, %cause, "procpool worker recycled after max_tasks_per_child");
                 match replacement {
                     BringUp::Stopped => None,
                     other => Some(other),
@@ -128,6 +130,19 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                     true => worker.reap(),
                     false => worker.kill_and_reap(),
                 };
+                match (graceful, lost.doom, &stop) {
+                    (true, _, _) => tracing::debug!(pid, seat, %cause, "procpool worker exited"),
+                    (false, Some(doom), _) => {
+                        tracing::info!(pid, seat, ?doom, "procpool worker killed on purpose")
+                    }
+                    (false, None, Stop::Broken(message)) => {
+                        tracing::warn!(pid, seat, %message, "procpool worker broke the protocol and was killed")
+                    }
+                    (false, None, _) if lost.lifecycle == Lifecycle::Terminated => {
+                        tracing::debug!(pid, seat, "procpool worker stopped by terminate")
+                    }
+                    (false, None, _) => tracing::warn!(pid, seat, %cause, "procpool worker died"),
+                }
                 // Start the replacement before reporting the death, so that
                 // whoever learns of the death finds the pool whole again.
                 let replacement = lost
@@ -186,7 +201,14 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
 /// or report the death with the number of attempts.
 fn died(shared: &Shared, running: Running, pid: u32, cause: ExitCause) {
     match running.retry() {
-        Ok(job) => shared.requeue(job),
+        Ok(job) => {
+            tracing::info!(
+                pid,
+                attempt = job.ticket.attempt,
+                "procpool task lost with its worker; running it again"
+            );
+            shared.requeue(job)
+        }
         // Cancelled while its worker was dying: it is not run again.
         Err(ticket) if ticket.call.is_cancelled() => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
         Err(ticket) => {
@@ -257,12 +279,15 @@ fn restart(shared: &Shared, seat: usize, first_try: BringUp) -> Option<WorkerPro
         match admit(shared, seat, attempt) {
             BringUp::Up(worker) => {
                 shared.stats.respawned();
+                tracing::info!(pid = worker.pid(), seat, "procpool replacement worker started");
                 return Some(worker);
             }
             BringUp::Stopped => return None,
             BringUp::Failed(e) => {
                 failures += 1;
+                tracing::warn!(seat, error = %e, failures, "procpool replacement worker failed to start");
                 if failures == RESTART_ATTEMPTS {
+                    tracing::error!(seat, error = %e, "procpool gave up refilling a worker seat");
                     shared.seat_gave_up(seat, e);
                     return None;
                 }

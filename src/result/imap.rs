@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use crate::error::Error;
 use crate::pool::job::Job;
 use crate::pool::shared::{Admission, Shared};
+use crate::progress::Progress;
 use crate::result::sink::{ChunkResults, StreamWaker};
 
 /// Makes the chunk starting at input position `first`; `None` when the
@@ -47,6 +48,7 @@ pub(crate) struct Stream<'a, R> {
     next_pos: usize,
     early: BTreeMap<usize, Vec<Result<R, Error>>>,
     ready: VecDeque<Result<R, Error>>,
+    progress: Option<Progress>,
 }
 
 impl<'a, R> Stream<'a, R> {
@@ -56,6 +58,7 @@ impl<'a, R> Stream<'a, R> {
         results: Receiver<ChunkResults<R>>,
         waker: StreamWaker,
         ordered: bool,
+        progress: Option<Progress>,
     ) -> Self {
         let window = 4 * shared.processes.max(1);
         let mut stream = Stream {
@@ -72,6 +75,7 @@ impl<'a, R> Stream<'a, R> {
             next_pos: 0,
             early: BTreeMap::new(),
             ready: VecDeque::new(),
+            progress,
         };
         stream.fill();
         stream
@@ -121,6 +125,9 @@ impl<'a, R> Stream<'a, R> {
             }
             self.fill();
             if self.received == self.submitted {
+                if let Some(progress) = self.progress.take() {
+                    progress.finish();
+                }
                 return Err(true);
             }
             match self.results.try_recv() {

@@ -12,6 +12,7 @@ use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DataKind, Error, RemotePanic};
+use crate::progress::Progress;
 use crate::protocol::items::{self, Items};
 use crate::protocol::{ProtocolError, codec};
 use crate::result::slot::Resolver;
@@ -159,6 +160,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for OneShot<R> {
 /// keeps the error of the lowest failing input position.
 pub(crate) struct Collect<R: Send + 'static> {
     state: Mutex<CollectState<R>>,
+    progress: Option<Progress>,
 }
 
 struct CollectState<R: Send + 'static> {
@@ -175,8 +177,9 @@ struct CollectState<R: Send + 'static> {
 }
 
 impl<R: Send + 'static> Collect<R> {
-    pub(crate) fn new(resolver: Resolver<Vec<R>>) -> Arc<Self> {
+    pub(crate) fn new(resolver: Resolver<Vec<R>>, progress: Option<Progress>) -> Arc<Self> {
         Arc::new(Collect {
+            progress,
             state: Mutex::new(CollectState {
                 parts: BTreeMap::new(),
                 done: 0,
@@ -191,16 +194,19 @@ impl<R: Send + 'static> Collect<R> {
     pub(crate) fn seal(&self, total: usize) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.total = Some(total);
-        Self::finish_if_done(state);
+        self.finish_if_done(state);
     }
 
-    fn finish_if_done(mut state: std::sync::MutexGuard<'_, CollectState<R>>) {
+    fn finish_if_done(&self, mut state: std::sync::MutexGuard<'_, CollectState<R>>) {
         if state.total != Some(state.done) {
             return;
         }
         let Some(resolver) = state.resolver.take() else {
             return;
         };
+        if let Some(progress) = &self.progress {
+            progress.finish();
+        }
         let result = match state.error.take() {
             Some((_, error)) => Err(error),
             None => {
@@ -231,6 +237,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
                 }
             }
         }
+        if let Some(progress) = &self.progress {
+            progress.advance(meta.count);
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.done += meta.count as usize;
         match first_error {
@@ -245,7 +254,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
             }
             None => {}
         }
-        Self::finish_if_done(state);
+        self.finish_if_done(state);
     }
 }
 
@@ -260,11 +269,16 @@ pub(crate) type StreamWaker = Arc<Mutex<Option<Waker>>>;
 pub(crate) struct Forward<R> {
     to: Sender<ChunkResults<R>>,
     waker: StreamWaker,
+    progress: Option<Progress>,
 }
 
 impl<R> Forward<R> {
-    pub(crate) fn new(to: Sender<ChunkResults<R>>, waker: StreamWaker) -> Arc<Self> {
-        Arc::new(Forward { to, waker })
+    pub(crate) fn new(
+        to: Sender<ChunkResults<R>>,
+        waker: StreamWaker,
+        progress: Option<Progress>,
+    ) -> Arc<Self> {
+        Arc::new(Forward { to, waker, progress })
     }
 }
 
@@ -272,6 +286,9 @@ impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
         // The iterator may be gone; then nobody wants the results.
         let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
+        if let Some(progress) = &self.progress {
+            progress.advance(meta.count);
+        }
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(waker) = waker {
             waker.wake();
@@ -378,7 +395,7 @@ mod tests {
         let thread = CallbackThread::start().unwrap();
         let pending = Arc::new(Pending::default());
         let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
-        let collect = Collect::<u32>::new(resolver);
+        let collect = Collect::<u32>::new(resolver, None);
         let chunk = |first| ChunkMeta {
             first,
             count: 2,

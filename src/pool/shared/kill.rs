@@ -17,6 +17,12 @@ impl Seat {
     fn doom(&mut self, doom: Doom) -> bool {
         match (self.pid, &self.current, self.doom) {
             (Some(pid), Some(_), None) => {
+                match doom {
+                    Doom::TimedOut(after) => {
+                        tracing::warn!(pid, ?after, "procpool task timed out; killing its worker")
+                    }
+                    Doom::Cancelled => tracing::info!(pid, "procpool task cancelled; killing its worker"),
+                }
                 self.doom = Some(doom);
                 self.deadline = None;
                 sys::process::kill(pid);

@@ -1,0 +1,114 @@
+//! The progress bar of `map`-like calls (cargo feature `progress`): drawn
+//! on a fake terminal here, it shows done/total, the rate and the ETA; on a
+//! stderr that is not a terminal, nothing is drawn.
+#![cfg(feature = "progress")]
+
+mod common;
+
+use indicatif::{InMemoryTerm, ProgressBar, ProgressDrawTarget};
+use procpool::Pool;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn fake_terminal() -> (ProgressBar, InMemoryTerm) {
+    let term = InMemoryTerm::new(4, 100);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::term_like(Box::new(term.clone())));
+    (bar, term)
+}
+
+#[test]
+fn map_shows_done_over_total_with_rate_and_eta() {
+    let pool = Pool::new(2).unwrap();
+    let (bar, term) = fake_terminal();
+    let out = pool
+        .with_chunksize(10)
+        .with_progress_bar(bar.clone())
+        .map(square, 0..500)
+        .unwrap();
+    assert_eq!(out.len(), 500);
+    assert_eq!((bar.position(), bar.length()), (500, Some(500)));
+    assert!(bar.is_finished());
+    let screen = term.contents();
+    assert!(screen.contains("500/500 tasks"), "{screen:?}");
+    assert!(screen.contains("ETA"), "{screen:?}");
+    assert!(screen.contains("/s"), "{screen:?}");
+}
+
+#[test]
+fn every_map_like_call_advances_its_bar() {
+    fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+    let pool = Pool::new(2).unwrap();
+    let (bar, _) = fake_terminal();
+    pool.with_progress_bar(bar.clone())
+        .starmap(add, (0..40).map(|i| (i, i)))
+        .unwrap();
+    assert_eq!(bar.position(), 40);
+
+    let (bar, term) = fake_terminal();
+    let n = pool
+        .with_progress_bar(bar.clone())
+        .imap(square, 0..30)
+        .unwrap()
+        .count();
+    assert_eq!((n, bar.position(), bar.length()), (30, 30, Some(30)));
+    assert!(term.contents().contains("30/30"), "{:?}", term.contents());
+
+    // Unknown length: a count and a rate, no total.
+    let (bar, term) = fake_terminal();
+    let evens = (0..60u64).filter(|x| x % 2 == 0);
+    let n = pool
+        .with_progress_bar(bar.clone())
+        .imap_unordered(square, evens)
+        .unwrap()
+        .count();
+    assert_eq!((n, bar.position(), bar.length()), (30, 30, None));
+    assert!(term.contents().contains("30 tasks"), "{:?}", term.contents());
+
+    let (bar, _) = fake_terminal();
+    let h = pool
+        .with_progress_bar(bar.clone())
+        .map_async(square, 0..25)
+        .unwrap();
+    h.wait();
+    assert_eq!(bar.position(), 25);
+}
+
+#[test]
+fn apply_refuses_a_progress_bar() {
+    let pool = Pool::new(1).unwrap();
+    let err = pool.with_progress().apply(square, 2).unwrap_err();
+    assert!(matches!(err, procpool::Error::InvalidArgument(_)), "{err:?}");
+}
+
+/// A program whose stderr is a pipe, not a terminal.
+#[test]
+#[ignore = "run by the test below as a child program"]
+fn child_program_with_a_progress_bar() {
+    if std::env::var_os("PROCPOOL_TEST_PROGRESS").is_none() {
+        return;
+    }
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.with_progress().map(square, 0..2000).unwrap().len(), 2000);
+    println!("CHILD DONE");
+}
+
+#[test]
+fn nothing_is_drawn_when_stderr_is_not_a_terminal() {
+    let out = common::run_child_test(
+        "child_program_with_a_progress_bar",
+        &[("PROCPOOL_TEST_PROGRESS", "1")],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("CHILD DONE"), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("tasks") && !stdout.contains("tasks"),
+        "{stdout}\n{stderr}"
+    );
+}
