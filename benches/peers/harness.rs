@@ -194,14 +194,19 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (value, start.elapsed().as_secs_f64())
 }
 
+/// Runs one call and returns its latency in microseconds.
+pub(crate) fn call_us(f: impl FnOnce() -> Fallible) -> Fallible<f64> {
+    let (done, secs) = timed(f);
+    done?;
+    Ok(secs * 1e6)
+}
+
 /// Runs `f(0..calls)` one call at a time and returns the median latency of
 /// a call, in microseconds.
 pub(crate) fn median_call_us(calls: u64, mut f: impl FnMut(u64) -> Fallible) -> Fallible<f64> {
     let mut lat = Vec::with_capacity(calls as usize);
     for i in 0..calls {
-        let (done, secs) = timed(|| f(i));
-        done?;
-        lat.push(secs * 1e6);
+        lat.push(call_us(|| f(i))?);
     }
     Ok(median(&lat))
 }

@@ -5,7 +5,7 @@
 
 use procpool::Pool;
 
-use crate::harness::{Fallible, Opts, Sample, WORKERS, check_eq, median_call_us, timed};
+use crate::harness::{Fallible, Opts, Sample, WORKERS, call_us, check_eq, median, median_call_us, timed};
 use crate::python;
 use crate::raw::RawPeer;
 use crate::report::{Better, Section, Target};
@@ -13,7 +13,9 @@ use crate::tasks::inc;
 
 /// (a) median µs per sequential call, each repetition's median of its
 /// calls; peers: the raw socketpair ping-pong (the limit), Python's
-/// `Pool.apply`, procspawn's `Pool::spawn(..).join()`.
+/// `Pool.apply`, procspawn's `Pool::spawn(..).join()`. The sides in this
+/// process take turns call by call, so that a busy moment of the machine
+/// falls on all of them alike.
 pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
     let reps = opts.pick(1, 5, 11);
     let calls: u64 = opts.pick(20, 1_000, 5_000);
@@ -27,17 +29,26 @@ pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
     median_call_us(20, |i| {
         check_eq("procspawn", spawn_pool.spawn(i, inc).join()?, inc(i))
     })?;
-    echo.round_trips(100)?;
+    median_call_us(100, |i| echo.round_trip(i))?;
 
+    let every = (calls / spawn_calls).max(1);
     let (mut pp, mut raw, mut ps) = (Sample::new(), Sample::new(), Sample::new());
     for _ in 0..reps {
-        pp.push(median_call_us(calls, |i| {
-            check_eq("procpool apply", pool.apply(inc, i)?, inc(i))
-        })?);
-        raw.push(echo.round_trips(calls)?);
-        ps.push(median_call_us(spawn_calls, |i| {
-            check_eq("procspawn spawn+join", spawn_pool.spawn(i, inc).join()?, inc(i))
-        })?);
+        let (mut pp_us, mut raw_us, mut ps_us) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..calls {
+            pp_us.push(call_us(|| {
+                check_eq("procpool apply", pool.apply(inc, i)?, inc(i))
+            })?);
+            raw_us.push(call_us(|| echo.round_trip(i))?);
+            if i % every == 0 {
+                ps_us.push(call_us(|| {
+                    check_eq("procspawn spawn+join", spawn_pool.spawn(i, inc).join()?, inc(i))
+                })?);
+            }
+        }
+        pp.push(median(&pp_us));
+        raw.push(median(&raw_us));
+        ps.push(median(&ps_us));
     }
     echo.finish()?;
     drop(spawn_pool);
@@ -50,8 +61,9 @@ pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
         .peer("Python Pool.apply (fork)", py.take("apply_us")?, None)
         .peer("procspawn Pool spawn+join", ps, None)
         .note(format!(
-            "{reps} reps of {calls} sequential calls (procspawn {spawn_calls}); each rep's value is the \
-             median call; {WORKERS} workers (raw: one echo process)"
+            "{reps} reps of {calls} sequential calls (procspawn {spawn_calls}), the sides in this process \
+             taking turns call by call; each rep's value is the median call; {WORKERS} workers (raw: one \
+             echo process)"
         ));
     Ok(vec![section])
 }

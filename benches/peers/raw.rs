@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 
-use crate::harness::{Fallible, check_eq, median_call_us, timed};
+use crate::harness::{Fallible, check_eq, timed};
 use crate::tasks::{checksum, inc};
 
 const ECHO_ARG: &str = "--raw-echo";
@@ -119,15 +119,12 @@ impl RawPeer {
         RawPeer::start(SINK_ARG)
     }
 
-    /// `calls` ping-pong round trips of one `u64`, each answer checked;
-    /// the median round trip in microseconds.
-    pub(crate) fn round_trips(&mut self, calls: u64) -> Fallible<f64> {
+    /// One ping-pong round trip of `x`, the answer checked.
+    pub(crate) fn round_trip(&mut self, x: u64) -> Fallible {
         let mut word = [0u8; 8];
-        median_call_us(calls, |i| {
-            self.sock.write_all(&i.to_le_bytes())?;
-            self.sock.read_exact(&mut word)?;
-            check_eq("the raw echo", u64::from_le_bytes(word), inc(i))
-        })
+        self.sock.write_all(&x.to_le_bytes())?;
+        self.sock.read_exact(&mut word)?;
+        check_eq("the raw echo", u64::from_le_bytes(word), inc(x))
     }
 
     /// Streams each buffer (8-byte length, then the bytes) and reads its
