@@ -76,7 +76,7 @@ const WORKLOADS: [(char, &str, Workload); 6] = [
     ('e', "pool start-up", startup::startup),
     ('a', "apply round trip", latency::apply_round_trip),
     ('b', "apply_async burst", latency::apply_async_rate),
-    ('c', "map of 1M trivial items", throughput::map_rate),
+    ('c', "map of trivial items", throughput::map_rate),
     ('d', "CPU-bound map speedup", throughput::cpu_speedup),
     ('f', "16 MiB payloads", payload::large_payloads),
 ];
