@@ -2,33 +2,41 @@
 //! every result whose callbacks have not run yet holds a [`PendingToken`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// The count of outstanding work.
+/// The count of outstanding work. Taking and dropping a token is an atomic
+/// operation; the lock and condition variable are only for `join`, which
+/// waits for zero.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    count: Mutex<usize>,
+    count: AtomicUsize,
+    /// Threads waiting for zero (changed under `lock`).
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
     zero: Condvar,
 }
 
 impl Pending {
     /// One more piece of outstanding work, until the token is dropped.
     pub(crate) fn token(self: &Arc<Self>) -> PendingToken {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.count.fetch_add(1, Ordering::SeqCst);
         PendingToken(Arc::clone(self))
     }
 
     /// Whether nothing is outstanding now.
     pub(crate) fn is_zero(&self) -> bool {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) == 0
+        self.count.load(Ordering::SeqCst) == 0
     }
 
     /// Blocks until nothing is outstanding.
     pub(crate) fn wait_zero(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        while *count > 0 {
-            count = self.zero.wait(count).unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while !self.is_zero() {
+            guard = self.zero.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -37,10 +45,14 @@ pub(crate) struct PendingToken(Arc<Pending>);
 
 impl Drop for PendingToken {
     fn drop(&mut self) {
-        let mut count = self.0.count.lock().unwrap_or_else(|e| e.into_inner());
-        *count -= 1;
-        if *count == 0 {
-            self.0.zero.notify_all();
+        let pending = &self.0;
+        // SeqCst on both sides: either a waiter sees the count at zero
+        // before it sleeps, or this drop sees the waiter and wakes it
+        // (taking the lock, so the wake cannot fall between the waiter's
+        // check and its sleep).
+        if pending.count.fetch_sub(1, Ordering::SeqCst) == 1 && pending.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = pending.lock.lock().unwrap_or_else(|e| e.into_inner());
+            pending.zero.notify_all();
         }
     }
 }
@@ -66,9 +78,9 @@ mod tests {
             std::thread::spawn(move || pending.wait_zero())
         };
         drop(a);
-        assert!(!waiter.is_finished() || *pending.count.lock().unwrap() == 0);
+        assert!(!waiter.is_finished() || pending.is_zero());
         drop(b);
         waiter.join().unwrap();
-        assert_eq!(*pending.count.lock().unwrap(), 0);
+        assert!(pending.is_zero());
     }
 }

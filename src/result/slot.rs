@@ -4,6 +4,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -13,6 +15,11 @@ use crate::pool::callbacks::{self, CallbackSender, Callbacks};
 use crate::pool::pending::PendingToken;
 use crate::pool::policy::CallToken;
 use crate::pool::shared::Shared;
+
+/// Whether waiting threads may spin: not on a single CPU, where spinning
+/// only delays the worker and the supervisor that produce the result.
+static SPIN_ALLOWED: LazyLock<bool> =
+    LazyLock::new(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1));
 
 enum State<T> {
     Pending,
@@ -26,6 +33,10 @@ pub(crate) struct Slot<T> {
     ready: Condvar,
     /// The task awaiting the result, if it is awaited as a `Future`.
     waker: Mutex<Option<Waker>>,
+    /// Threads blocked in `wait_until` (changed under the `state` lock).
+    waiters: AtomicUsize,
+    /// Set once the result is in, for waiters that spin before they sleep.
+    filled: AtomicBool,
     /// Whether the result runs callbacks before it becomes ready (and so
     /// needs the callback thread).
     has_callbacks: bool,
@@ -40,8 +51,15 @@ impl<T> Slot<T> {
         let mut state = self.lock();
         if matches!(*state, State::Pending) {
             *state = State::Done(result);
-            self.ready.notify_all();
+            self.filled.store(true, Ordering::Release);
+            // Waiters register under the lock: the count is exact here.
+            let waiting = self.waiters.load(Ordering::Relaxed) > 0;
             drop(state);
+            // Notified after unlocking, so a woken waiter does not block on
+            // the lock; and only if someone waits (a notify is a syscall).
+            if waiting {
+                self.ready.notify_all();
+            }
             let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(waker) = waker {
                 waker.wake();
@@ -77,6 +95,8 @@ impl<T: Send + 'static> Resolver<T> {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
             waker: Mutex::new(None),
+            waiters: AtomicUsize::new(0),
+            filled: AtomicBool::new(false),
             has_callbacks: callbacks.is_some(),
         });
         let callbacks = callbacks.map(|c| (c, runner.clone(), pending()));
@@ -340,10 +360,12 @@ impl<T> AsyncResult<T> {
     /// Waits until ready or `deadline`; refuses to wait where waiting would
     /// deadlock.
     fn wait_until(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, State<T>>, Error> {
+        self.spin_briefly(deadline);
         let mut state = self.slot.lock();
         if !Slot::is_ready(&state) && self.slot.has_callbacks && callbacks::on_callback_thread() {
             return Err(Error::WaitInCallback);
         }
+        self.slot.waiters.fetch_add(1, Ordering::Relaxed);
         while !Slot::is_ready(&state) {
             state = match deadline {
                 None => self.slot.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
@@ -360,8 +382,28 @@ impl<T> AsyncResult<T> {
                 }
             };
         }
+        self.slot.waiters.fetch_sub(1, Ordering::Relaxed);
         Ok(state)
     }
+
+    /// A result that is microseconds away is cheaper to wait for awake:
+    /// waking a sleeping thread (on a virtual machine, an idle CPU) costs
+    /// more than a round trip to a worker. Spins for at most
+    /// [`SPIN`](Self::SPIN), and only where another CPU can run the pool.
+    fn spin_briefly(&self, deadline: Option<Instant>) {
+        if !*SPIN_ALLOWED || self.slot.filled.load(Ordering::Acquire) {
+            return;
+        }
+        let start = Instant::now();
+        let limit = deadline.map_or(start + Self::SPIN, |d| d.min(start + Self::SPIN));
+        while !self.slot.filled.load(Ordering::Acquire) && Instant::now() < limit {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    const SPIN: Duration = Duration::from_micros(50);
 
     fn take(mut state: MutexGuard<'_, State<T>>) -> Result<T, Error> {
         match std::mem::replace(&mut *state, State::Taken) {

@@ -2,7 +2,6 @@
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, Signal, signal};
 
@@ -30,21 +29,29 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Blocks until the peer of `fd` has closed it (its process died or closed
-/// the channel). Data arriving on `fd` does not wake it.
-pub(crate) fn wait_for_hangup(fd: impl AsFd) {
-    loop {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {
-                let revents = fds[0].revents().unwrap_or(PollFlags::POLLHUP);
-                if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
-                    return;
-                }
-            }
-            Err(Errno::EINTR) => {}
-            Err(_) => return,
-        }
+/// Makes the kernel SIGKILL this process when its parent dies, even in the
+/// middle of a task: a worker never outlives its parent. The parent's
+/// thread that started the worker (its supervisor) lives until it has
+/// reaped the worker, so only the parent's death can trigger it.
+///
+/// `Err` if the parent died before the request took effect: its end of
+/// `channel` is then already closed.
+pub(crate) fn die_with_parent(channel: impl AsFd) -> Result<(), ()> {
+    // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` takes integers only and
+    // changes a setting of this process.
+    let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if set != 0 {
+        return Err(());
+    }
+    // A parent that died before the request leaves its end of the channel
+    // closed: see that without waiting.
+    let mut fds = [PollFd::new(channel.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => match fds[0].revents() {
+            Some(r) if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) => Err(()),
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
     }
 }
 

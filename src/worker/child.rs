@@ -42,7 +42,10 @@ pub(crate) fn run(value: OsString) -> ! {
         }
     };
     panics::install_hook();
-    start_watchdog(&channel);
+    if sys::process::die_with_parent(&channel).is_err() {
+        // The parent is already gone.
+        sys::process::exit_now(0);
+    }
     if sys::fd::send_all(&channel, &message::ready_frame(std::process::id())).is_err() {
         sys::process::exit_now(0);
     }
@@ -69,20 +72,6 @@ fn check(env: &WorkerEnv) -> Result<(), String> {
         Some(reason) => Err(reason),
         None => Ok(()),
     }
-}
-
-/// Ends the worker as soon as the parent's end of the channel closes, even
-/// in the middle of a task: a worker never outlives its parent.
-fn start_watchdog(channel: &UnixStream) {
-    let Ok(hangup) = channel.try_clone() else {
-        return;
-    };
-    let _ = std::thread::Builder::new()
-        .name("procpool-watchdog".into())
-        .spawn(move || {
-            sys::process::wait_for_hangup(&hangup);
-            sys::process::exit_now(0);
-        });
 }
 
 /// Serves tasks until the channel closes; returns the exit code.
