@@ -16,8 +16,18 @@ pub(crate) struct Stats {
     task_ns: AtomicU64,
     worker_codec_ns: AtomicU64,
     parent_codec_ns: AtomicU64,
+    /// A moving average of a worker's time per job (0: none finished yet).
+    job_ns: AtomicU64,
     seats: Vec<SeatStats>,
 }
+
+/// How much work the pool sends a worker ahead of the job it runs, in
+/// worker time: enough to cover the trip back to the parent for the next
+/// job, not so much that one worker holds work another could do.
+const AHEAD_NS: u64 = 200_000;
+
+/// The most jobs a worker holds at once.
+const MAX_DEPTH: u64 = 64;
 
 #[derive(Debug, Default)]
 struct SeatStats {
@@ -34,6 +44,7 @@ impl Stats {
             task_ns: AtomicU64::new(0),
             worker_codec_ns: AtomicU64::new(0),
             parent_codec_ns: AtomicU64::new(0),
+            job_ns: AtomicU64::new(0),
             seats: (0..seats).map(|_| SeatStats::default()).collect(),
         }
     }
@@ -45,9 +56,27 @@ impl Stats {
         let codec = timing.decode_ns.saturating_add(timing.encode_ns);
         self.task_ns.fetch_add(timing.run_ns, Relaxed);
         self.worker_codec_ns.fetch_add(codec, Relaxed);
+        let busy = codec.saturating_add(timing.run_ns);
         let s = &self.seats[seat];
         s.tasks.fetch_add(u64::from(count), Relaxed);
-        s.busy_ns.fetch_add(codec.saturating_add(timing.run_ns), Relaxed);
+        s.busy_ns.fetch_add(busy, Relaxed);
+        // Racy read-modify-write: a lost update only delays the average.
+        let old = self.job_ns.load(Relaxed);
+        let new = if old == 0 {
+            busy.max(1)
+        } else {
+            (old * 7 + busy) / 8
+        };
+        self.job_ns.store(new.max(1), Relaxed);
+    }
+
+    /// How many jobs a worker should hold: 1 until a job has finished,
+    /// then enough short jobs to cover [`AHEAD_NS`], at most [`MAX_DEPTH`].
+    pub(crate) fn depth(&self) -> usize {
+        match self.job_ns.load(Relaxed) {
+            0 => 1,
+            ns => (AHEAD_NS / ns).clamp(1, MAX_DEPTH) as usize,
+        }
     }
 
     /// `count` items failed without a result from a worker (it died, was

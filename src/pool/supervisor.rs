@@ -19,7 +19,7 @@ use crate::pool::policy::Doom;
 use crate::pool::shared::{Lifecycle, Lost, Running, Shared};
 use crate::protocol::message::FromWorker;
 use crate::result::sink::{ChunkOutcome, validate};
-use crate::worker::handle::{RecvError, WorkerProcess};
+use crate::worker::handle::{Received, RecvError, WorkerProcess};
 
 /// How many times in a row a seat tries to start a replacement worker
 /// before it gives up.
@@ -58,7 +58,7 @@ fn guarded(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                 crate::protocol::codec::panic_text(&*payload)
             ),
         };
-        if let Some(running) = shared.seat_lost(seat).running {
+        for running in shared.seat_lost(seat).held {
             running.ticket.complete(ChunkOutcome::Failed(error.clone()));
         }
         shared.seat_gave_up(seat, error);
@@ -124,7 +124,7 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
             stop => {
                 let lost = shared.seat_lost(seat);
                 let graceful = lost.lifecycle == Lifecycle::Joining
-                    && lost.running.is_none()
+                    && lost.held.is_empty()
                     && matches!(stop, Stop::Closed);
                 let cause = match graceful {
                     true => worker.reap(),
@@ -163,12 +163,15 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
     }
 }
 
-/// Reports the job a lost worker held (if any): what happened to it, or
-/// runs it again.
+/// Reports the job a lost worker was running (if any): what happened to
+/// it, or runs it again. The jobs it was sent ahead never started: they
+/// go back to the queue.
 fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, worker: &WorkerProcess) {
-    let Some(running) = lost.running else {
+    let mut held = lost.held;
+    let Some(running) = held.pop_front() else {
         return;
     };
+    shared.requeue_unstarted(held);
     let error = match (lost.lifecycle, lost.doom, stop) {
         (Lifecycle::Terminated, _, _) => Error::Terminated,
         (_, Some(Doom::TimedOut(after)), _) => Error::TimedOut {
@@ -207,7 +210,7 @@ fn died(shared: &Shared, running: Running, pid: u32, cause: ExitCause) {
                 attempt = job.ticket.attempt,
                 "procpool task lost with its worker; running it again"
             );
-            shared.requeue(job)
+            shared.requeue(std::iter::once(job))
         }
         // Cancelled while its worker was dying: it is not run again.
         Err(ticket) if ticket.call.is_cancelled() => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
@@ -312,8 +315,8 @@ enum Stop {
 fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
     let output = worker.output();
     loop {
-        let message = match worker.recv() {
-            Ok(message) => message,
+        let Received { message, fresh, more } = match worker.recv() {
+            Ok(received) => received,
             Err(RecvError::Closed) => return Stop::Closed,
             Err(RecvError::Broken(e)) => return Stop::Broken(e.0),
         };
@@ -328,21 +331,35 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                     Ok(ok) => ok,
                     Err(e) => return Stop::Broken(e.0),
                 };
-                let (ticket, next, retire) = match shared.finished(seat, job, count) {
+                let (ticket, retire) = match shared.finished(seat, job, count) {
                     Ok(done) => done,
                     Err(message) => return Stop::Broken(message),
                 };
-                // Keep the worker busy while this thread decodes.
-                next.send(shared);
+                // Keep the worker busy while this thread decodes; once the
+                // results it sent together are all in, send what waits in
+                // one write.
+                if !more {
+                    shared.worker_free(seat).send(shared);
+                }
                 // Whoever gets this result finds the pool whole: a spent
                 // worker's replacement is already starting.
                 let replacement = retire.then(|| spawn_registered(shared, seat));
                 // What the task printed comes before its result.
-                output.drain();
+                if fresh {
+                    output.drain();
+                }
                 output.forget_alloc_failure();
-                shared.stats.chunk_done(seat, ok, count, timing);
+                let cancelled = ticket.call.is_cancelled();
+                // A dropped result counts as failed, when its ticket fails.
+                let counted = if cancelled { 0 } else { count };
+                shared.stats.chunk_done(seat, ok.min(counted), counted, timing);
                 let decoding = Instant::now();
-                ticket.complete(ChunkOutcome::Results(results));
+                match cancelled {
+                    // Cancelled while it ran (sent ahead, or done just as
+                    // its worker was being killed): its result is dropped.
+                    true => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
+                    false => ticket.complete(ChunkOutcome::Results(results)),
+                }
                 shared.stats.parent_codec(decoding.elapsed());
                 if let Some(replacement) = replacement {
                     return Stop::Retire(replacement);

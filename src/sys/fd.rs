@@ -81,3 +81,35 @@ pub(crate) fn send_all(stream: &UnixStream, mut buf: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Writes all of `bufs`, in order, with as few `sendmsg` calls as the
+/// socket allows, never raising SIGPIPE (see [`send_all`]).
+pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> io::Result<()> {
+    use std::io::IoSlice;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{MsgFlags, sendmsg};
+    if let [one] = bufs {
+        return send_all(stream, one);
+    }
+    let (mut first, mut offset) = (0, 0);
+    while first < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&bufs[first][offset..]))
+            .chain(bufs[first + 1..].iter().map(|b| IoSlice::new(b)))
+            .collect();
+        let mut sent = match sendmsg::<()>(stream.as_raw_fd(), &slices, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        // Skip what was written: whole buffers, then into the next one.
+        while first < bufs.len() && sent >= bufs[first].len() - offset {
+            sent -= bufs[first].len() - offset;
+            first += 1;
+            offset = 0;
+        }
+        offset += sent;
+    }
+    Ok(())
+}

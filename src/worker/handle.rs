@@ -73,6 +73,13 @@ impl Channel {
         sys::fd::send_all(&self.stream, frame)
     }
 
+    /// Sends whole frames, in order, in as few writes as possible. Fails
+    /// when the worker is gone.
+    pub(crate) fn send_frames(&self, frames: &[&[u8]]) -> io::Result<()> {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        sys::fd::send_all_vectored(&self.stream, frames)
+    }
+
     /// Tells the worker there is no more work: it exits when it reads this.
     pub(crate) fn finish(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
@@ -88,6 +95,19 @@ impl Channel {
     pub(crate) fn cut(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// A message from a worker, and what reading it involved.
+#[derive(Debug)]
+pub(crate) struct Received<'a> {
+    pub(crate) message: FromWorker<'a>,
+    /// It took a read from the channel: output the worker wrote before
+    /// sending it may be waiting in its pipes. (A message that did not
+    /// came with an earlier one that did.)
+    pub(crate) fresh: bool,
+    /// More of what the worker sent is already read: another message
+    /// follows without waiting.
+    pub(crate) more: bool,
 }
 
 /// What [`WorkerProcess::recv`] gives instead of a message.
@@ -339,7 +359,8 @@ impl WorkerProcess {
     }
 
     /// Blocks for the next message from the worker.
-    pub(crate) fn recv(&mut self) -> Result<FromWorker<'_>, RecvError> {
+    pub(crate) fn recv(&mut self) -> Result<Received<'_>, RecvError> {
+        let buffered = self.reader.buffer().len();
         let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
             Ok(kind) => kind,
             Err(ReadError::Closed) => return Err(RecvError::Closed),
@@ -348,7 +369,12 @@ impl WorkerProcess {
             Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
             Err(ReadError::Io(_)) => return Err(RecvError::Closed),
         };
-        FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)
+        Ok(Received {
+            // Fewer bytes were buffered than the frame holds: it took a read.
+            fresh: buffered < frame::HEADER_LEN + self.body.len(),
+            more: !self.reader.buffer().is_empty(),
+            message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
+        })
     }
 
     /// The relay of the worker's output. [`Output::drain`] it before

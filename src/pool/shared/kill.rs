@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Seat, Shared, State};
+use super::{Running, Seat, Shared, State};
 use crate::error::Error;
 use crate::pool::job::Job;
 use crate::pool::policy::{CallToken, Doom};
@@ -15,7 +15,7 @@ use crate::sys;
 impl Seat {
     /// Kills the worker on purpose, if it is running a job.
     fn doom(&mut self, doom: Doom) -> bool {
-        match (self.pid, &self.current, self.doom) {
+        match (self.pid, self.inflight.front(), self.doom) {
             (Some(pid), Some(_), None) => {
                 match doom {
                     Doom::TimedOut(after) => {
@@ -66,7 +66,7 @@ impl Shared {
             for seat in &mut state.seats {
                 match seat.deadline {
                     Some(at) if at <= now => {
-                        let after = seat.current.as_ref().and_then(|r| r.ticket.policy.timeout);
+                        let after = seat.inflight.front().and_then(|r| r.ticket.policy.timeout);
                         seat.deadline = None;
                         if let Some(after) = after {
                             seat.doom(Doom::TimedOut(after));
@@ -90,7 +90,10 @@ impl Shared {
 
     /// Cancels every job of the call `token` belongs to: queued ones fail
     /// with [`Error::Cancelled`], running ones are killed with their
-    /// workers. Returns whether there was anything to cancel.
+    /// workers, and ones sent ahead to a worker running another call's job
+    /// are left to run, their results to be dropped (see
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel)). Returns
+    /// whether there was anything to cancel.
     pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
         token.cancel();
         let (dropped, killed) = {
@@ -101,12 +104,11 @@ impl Shared {
             state.queue = kept;
             let mut killed = false;
             for seat in &mut state.seats {
-                let ours = seat
-                    .current
-                    .as_ref()
-                    .is_some_and(|r| Arc::ptr_eq(&r.ticket.call, token));
-                if ours {
+                let ours = |r: &Running| Arc::ptr_eq(&r.ticket.call, token);
+                if seat.inflight.front().is_some_and(ours) {
                     killed |= seat.doom(Doom::Cancelled);
+                } else if seat.inflight.iter().any(ours) {
+                    killed = true;
                 }
             }
             (dropped, killed)

@@ -44,13 +44,16 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
-use crate::pool::job::{Job, Ticket};
+use crate::pool::job::Job;
 use crate::pool::pending::Pending;
 use crate::pool::policy::{Doom, TaskPolicy, WorkerLimits};
 use crate::pool::stats::{PoolStats, Stats};
 use crate::worker::handle::{Channel, StartConfig};
 
+mod dispatch;
 mod kill;
+
+pub(crate) use dispatch::{Running, Sends};
 
 /// Where a pool is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,93 +103,12 @@ impl Refused {
     }
 }
 
-/// The bytes of a task frame on its way to a worker: kept (shared) when
-/// the task may have to be sent again.
-#[derive(Debug)]
-pub(crate) enum Frame {
-    Owned(Vec<u8>),
-    Kept(Arc<Vec<u8>>),
-}
-
-impl Frame {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        match self {
-            Frame::Owned(bytes) => bytes,
-            Frame::Kept(bytes) => bytes,
-        }
-    }
-}
-
-/// A job to send now, to the worker of a seat.
-#[derive(Debug)]
-struct Dispatch {
-    seat: usize,
-    job: u64,
-    channel: Arc<Channel>,
-    frame: Frame,
-}
-
-/// Jobs to send once the state lock is released (usually none or one; a
-/// split chunk can make more).
-#[derive(Debug, Default)]
-#[must_use = "jobs assigned to workers must be sent"]
-pub(crate) struct Sends {
-    first: Option<Dispatch>,
-    more: Vec<Dispatch>,
-}
-
-impl Sends {
-    fn push(&mut self, dispatch: Dispatch) {
-        match self.first {
-            None => self.first = Some(dispatch),
-            Some(_) => self.more.push(dispatch),
-        }
-    }
-
-    /// Sends every job. A job whose worker turned out to be dead (it died
-    /// while idle, before its supervisor noticed) never reached it: it goes
-    /// back to the queue, without counting as an attempt.
-    pub(crate) fn send(self, shared: &Shared) {
-        let mut pending: Vec<Dispatch> = self.first.into_iter().chain(self.more).collect();
-        while let Some(d) = pending.pop() {
-            if d.channel.send(d.frame.bytes()).is_err() {
-                let again = shared.undelivered(d.seat, d.job, d.frame);
-                pending.extend(again.first.into_iter().chain(again.more));
-            }
-        }
-    }
-}
-
-/// The job a worker holds.
-#[derive(Debug)]
-pub(crate) struct Running {
-    pub(crate) ticket: Ticket,
-    /// The frame, kept for a retry.
-    frame: Option<Arc<Vec<u8>>>,
-}
-
-impl Running {
-    /// The job again, for another attempt, if it may have one.
-    pub(crate) fn retry(self) -> Result<Job, Ticket> {
-        match self.frame {
-            Some(frame) if self.ticket.may_retry() => {
-                let mut ticket = self.ticket;
-                ticket.attempt += 1;
-                Ok(Job {
-                    frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
-                    ticket,
-                    unsendable: None,
-                })
-            }
-            _ => Err(self.ticket),
-        }
-    }
-}
-
 /// What a supervisor learns when its worker is gone.
 #[derive(Debug)]
 pub(crate) struct Lost {
-    pub(crate) running: Option<Running>,
+    /// The jobs it held: the first was running, the others were sent
+    /// ahead and never started.
+    pub(crate) held: VecDeque<Running>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) doom: Option<Doom>,
 }
@@ -195,8 +117,12 @@ pub(crate) struct Lost {
 struct Seat {
     pid: Option<u32>,
     channel: Option<Arc<Channel>>,
-    current: Option<Running>,
-    /// When the current job must be done, if it has a timeout.
+    /// The jobs the worker holds, in the order it runs them: the first is
+    /// running, the others were sent ahead (only for short tasks).
+    inflight: VecDeque<Running>,
+    /// Whether the seat is in the idle list.
+    idle: bool,
+    /// When the running job must be done, if it has a timeout.
     deadline: Option<Instant>,
     /// Why the pool is killing this seat's worker, if it is.
     doom: Option<Doom>,
@@ -312,158 +238,6 @@ impl Shared {
         self.lock().admit(Admission::New)
     }
 
-    /// Hands `job` to an idle worker or queues it. On refusal the job comes
-    /// back with the reason.
-    pub(crate) fn submit(&self, mut job: Job, admission: Admission) -> Result<(), Box<Refused>> {
-        let mut state = self.lock();
-        if let Err(error) = state.admit(admission) {
-            return Err(Box::new(Refused { error, job }));
-        }
-        if let Some(error) = job.unsendable.take() {
-            drop(state);
-            job.fail(error);
-            return Ok(());
-        }
-        state.queue.push_back(job);
-        let sends = self.dispatch_idle(&mut state);
-        drop(state);
-        sends.send(self);
-        Ok(())
-    }
-
-    /// Puts a job whose worker died back at the front of the queue (or
-    /// hands it to an idle worker) for another attempt. Fails it if the
-    /// pool stopped taking work or its call was cancelled.
-    pub(crate) fn requeue(&self, job: Job) {
-        let mut state = self.lock();
-        let refusal = match state.admit(Admission::Continuation) {
-            Err(error) => Some(error),
-            Ok(()) if job.ticket.call.is_cancelled() => Some(Error::Cancelled),
-            Ok(()) => None,
-        };
-        if let Some(error) = refusal {
-            drop(state);
-            job.fail(error);
-            return;
-        }
-        state.queue.push_front(job);
-        let sends = self.dispatch_idle(&mut state);
-        drop(state);
-        sends.send(self);
-    }
-
-    /// The job `job` sent to `seat` did not reach its worker (the channel
-    /// is closed: the worker is dead). If the seat still holds it, it goes
-    /// back to the front of the queue as it was.
-    fn undelivered(&self, seat: usize, job: u64, frame: Frame) -> Sends {
-        let mut state = self.lock();
-        let s = &mut state.seats[seat];
-        if s.current.as_ref().is_none_or(|r| r.ticket.id != job) {
-            // Its supervisor got there first and reported it.
-            return Sends::default();
-        }
-        let running = s.current.take().expect("checked above");
-        s.deadline = None;
-        let frame = match frame {
-            Frame::Owned(bytes) => bytes,
-            Frame::Kept(bytes) => Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()),
-        };
-        drop(running.frame);
-        let job = Job {
-            frame,
-            ticket: running.ticket,
-            unsendable: None,
-        };
-        let refusal = match state.admit(Admission::Continuation) {
-            Err(error) => Some(error),
-            Ok(()) if job.ticket.call.is_cancelled() => Some(Error::Cancelled),
-            Ok(()) => None,
-        };
-        if let Some(error) = refusal {
-            drop(state);
-            job.fail(error);
-            return Sends::default();
-        }
-        state.queue.push_front(job);
-        self.dispatch_idle(&mut state)
-    }
-
-    /// Hands queued jobs to idle workers while there are both.
-    fn dispatch_idle(&self, state: &mut State) -> Sends {
-        let mut sends = Sends::default();
-        while !state.queue.is_empty() {
-            let Some(seat) = state.idle.pop_front() else { break };
-            let job = state.queue.pop_front().expect("checked above");
-            sends.push(self.assign(state, seat, job));
-        }
-        sends
-    }
-
-    /// Makes `job` the current job of `seat` (which must be serving and
-    /// free): splits it to the worker's task budget, arms its deadline, and
-    /// keeps its frame if it may be retried.
-    fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> Dispatch {
-        let s = &mut state.seats[seat];
-        debug_assert!(
-            s.current.is_none() && !s.retiring,
-            "a seat takes one job at a time"
-        );
-        if let Some(left) = s.tasks_left {
-            let count = u64::from(job.ticket.meta.count);
-            if count > left {
-                let at = u32::try_from(left).expect("less than a chunk's count");
-                let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
-                state.queue.push_front(tail);
-                job = head;
-            }
-        }
-        let s = &mut state.seats[seat];
-        if let Some(left) = s.tasks_left.as_mut() {
-            *left -= u64::from(job.ticket.meta.count);
-            s.retiring = *left == 0;
-        }
-        let channel = Arc::clone(s.channel.as_ref().expect("a serving seat has a channel"));
-        let (frame, kept) = if job.ticket.may_retry() {
-            let frame = Arc::new(job.frame);
-            (Frame::Kept(Arc::clone(&frame)), Some(frame))
-        } else {
-            (Frame::Owned(job.frame), None)
-        };
-        let deadline = job.ticket.policy.timeout.map(|t| Instant::now() + t);
-        s.deadline = deadline;
-        let id = job.ticket.id;
-        s.current = Some(Running {
-            ticket: job.ticket,
-            frame: kept,
-        });
-        if let Some(deadline) = deadline {
-            self.arm_timer(state, deadline);
-        }
-        Dispatch {
-            seat,
-            job: id,
-            channel,
-            frame,
-        }
-    }
-
-    /// Gives `seat` the next queued job (and, if that job was split, its
-    /// rest to idle workers), or marks it idle.
-    fn next_for(&self, state: &mut State, seat: usize) -> Sends {
-        match state.queue.pop_front() {
-            Some(job) => {
-                let first = self.assign(state, seat, job);
-                let mut sends = self.dispatch_idle(state);
-                sends.push(first);
-                sends
-            }
-            None => {
-                state.idle.push_back(seat);
-                Sends::default()
-            }
-        }
-    }
-
     pub(crate) fn add_thread(&self, handle: JoinHandle<()>) {
         self.threads
             .lock()
@@ -491,7 +265,8 @@ impl Shared {
         let mut state = self.lock();
         state.idle.retain(|&i| i != seat);
         let s = &mut state.seats[seat];
-        debug_assert!(s.current.is_none(), "a worker that never joined holds no job");
+        debug_assert!(s.inflight.is_empty(), "a worker that never joined holds no job");
+        s.idle = false;
         s.pid = None;
         s.channel = None;
     }
@@ -508,47 +283,14 @@ impl Shared {
         s.retiring = false;
         s.doom = None;
         s.deadline = None;
-        Ok(self.next_for(&mut state, seat))
-    }
-
-    /// The worker of `seat` finished job `job` of `count` items: returns its
-    /// ticket, the next job to send, and whether the worker must now be
-    /// replaced (its task budget is spent). `Err` if that is not the job it
-    /// holds (the ticket stays with the seat).
-    pub(crate) fn finished(
-        &self,
-        seat: usize,
-        job: u64,
-        count: u32,
-    ) -> Result<(Ticket, Sends, bool), String> {
-        let mut state = self.lock();
-        let s = &mut state.seats[seat];
-        match &s.current {
-            Some(r) if r.ticket.id == job && r.ticket.meta.count == count => {}
-            Some(r) => {
-                return Err(format!(
-                    "it answered job {job} ({count} items) while holding job {} ({} items)",
-                    r.ticket.id, r.ticket.meta.count
-                ));
-            }
-            None => return Err(format!("it answered job {job} while holding none")),
-        }
-        let running = s.current.take().expect("checked above");
-        s.deadline = None;
-        // A worker being killed (its task was done just in time) or spent
-        // takes nothing more; a spent one is then replaced.
-        let retire = s.retiring && s.doom.is_none();
-        let next = match s.retiring || s.doom.is_some() {
-            true => Sends::default(),
-            false => self.next_for(&mut state, seat),
-        };
-        Ok((running.ticket, next, retire))
+        Ok(self.refill(&mut state, seat))
     }
 
     /// Forgets the pid of `seat`'s worker, which is about to be reaped.
     pub(crate) fn forget_pid(&self, seat: usize) {
         let mut state = self.lock();
         state.idle.retain(|&i| i != seat);
+        state.seats[seat].idle = false;
         state.seats[seat].pid = None;
     }
 
@@ -558,14 +300,15 @@ impl Shared {
         let mut state = self.lock();
         state.idle.retain(|&i| i != seat);
         let s = &mut state.seats[seat];
+        s.idle = false;
         s.pid = None;
         s.channel = None;
         s.deadline = None;
         s.retiring = false;
-        let running = s.current.take();
+        let held = std::mem::take(&mut s.inflight);
         let doom = s.doom.take();
         Lost {
-            running,
+            held,
             lifecycle: state.lifecycle,
             doom,
         }

@@ -1,0 +1,338 @@
+//! Dispatch: handing queued jobs to workers, and getting them back when
+//! they could not run.
+//!
+//! A worker runs its jobs one at a time, in order. For short tasks the pool
+//! sends a worker a few jobs ahead, so that it never waits for the parent
+//! between them, and so that one `send` (and one `read` on each side)
+//! carries many jobs: how many depends on how long jobs have been taking
+//! ([`Stats::depth`](crate::pool::stats::Stats::depth)), at most
+//! [`AHEAD_BYTES`] of frames ahead. A job with a timeout is always sent
+//! alone, so that its deadline starts when it does. A worker sends each
+//! result before it starts the next job, so when it dies, the first job it
+//! holds is the one that was running and the others never started: they
+//! go back to the queue without counting as an attempt.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Admission, Refused, Shared, State};
+use crate::error::Error;
+use crate::pool::job::{Job, Ticket};
+use crate::worker::handle::Channel;
+
+/// The most bytes of task frames a worker is sent ahead of the job it
+/// runs: well under a socket's buffer, so that sending never blocks on a
+/// worker busy writing a large result.
+const AHEAD_BYTES: usize = 64 * 1024;
+
+/// The bytes of a task frame on its way to a worker: kept (shared) when
+/// the task may have to be sent again.
+#[derive(Debug)]
+enum Frame {
+    Owned(Vec<u8>),
+    Kept(Arc<Vec<u8>>),
+}
+
+impl Frame {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Frame::Owned(bytes) => bytes,
+            Frame::Kept(bytes) => bytes,
+        }
+    }
+}
+
+/// Jobs to send to the worker of one seat, in one write.
+#[derive(Debug)]
+struct Dispatch {
+    seat: usize,
+    channel: Arc<Channel>,
+    jobs: Vec<u64>,
+    frames: Vec<Frame>,
+}
+
+/// Jobs to send once the state lock is released.
+#[derive(Debug, Default)]
+#[must_use = "jobs assigned to workers must be sent"]
+pub(crate) struct Sends(Vec<Dispatch>);
+
+impl Sends {
+    /// Sends every job. Jobs whose worker turned out to be dead (it died
+    /// while idle, before its supervisor noticed) never reached it: they go
+    /// back to the queue, without counting as an attempt.
+    pub(crate) fn send(self, shared: &Shared) {
+        for d in self.0 {
+            let sent = {
+                let bytes: Vec<&[u8]> = d.frames.iter().map(Frame::bytes).collect();
+                d.channel.send_frames(&bytes)
+            };
+            if sent.is_err() {
+                shared.undelivered(d.seat, d.jobs, d.frames);
+            }
+        }
+    }
+}
+
+/// A job a worker holds.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) ticket: Ticket,
+    /// The frame, kept for a retry, or to send it again if it was sent
+    /// ahead and never ran.
+    frame: Option<Arc<Vec<u8>>>,
+    /// Its size, counted against [`AHEAD_BYTES`].
+    len: usize,
+}
+
+impl Running {
+    /// The job again, for another attempt, if it may have one.
+    pub(crate) fn retry(self) -> Result<Job, Ticket> {
+        match self.frame {
+            Some(frame) if self.ticket.may_retry() => {
+                let mut ticket = self.ticket;
+                ticket.attempt += 1;
+                Ok(Job {
+                    frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
+                    ticket,
+                    unsendable: None,
+                })
+            }
+            _ => Err(self.ticket),
+        }
+    }
+
+    /// The job as it was, for one that never started.
+    fn unstarted(self) -> Job {
+        let frame = self.frame.expect("a job sent ahead keeps its frame");
+        Job {
+            frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
+            ticket: self.ticket,
+            unsendable: None,
+        }
+    }
+}
+
+impl Shared {
+    /// Hands `job` to an idle worker or queues it. On refusal the job comes
+    /// back with the reason.
+    pub(crate) fn submit(&self, mut job: Job, admission: Admission) -> Result<(), Box<Refused>> {
+        let mut state = self.lock();
+        if let Err(error) = state.admit(admission) {
+            return Err(Box::new(Refused { error, job }));
+        }
+        if let Some(error) = job.unsendable.take() {
+            drop(state);
+            job.fail(error);
+            return Ok(());
+        }
+        state.queue.push_back(job);
+        let sends = self.dispatch_idle(&mut state);
+        drop(state);
+        sends.send(self);
+        Ok(())
+    }
+
+    /// Puts jobs back at the front of the queue, in their order: one whose
+    /// worker died, for another attempt, or ones that never started. Fails
+    /// them if the pool stopped taking work or their call was cancelled.
+    pub(crate) fn requeue(&self, jobs: impl DoubleEndedIterator<Item = Job>) {
+        let mut refused = Vec::new();
+        let sends = {
+            let mut state = self.lock();
+            for job in jobs.rev() {
+                match state.admit(Admission::Continuation) {
+                    Err(error) => refused.push((job, error)),
+                    Ok(()) if job.ticket.call.is_cancelled() => refused.push((job, Error::Cancelled)),
+                    Ok(()) => state.queue.push_front(job),
+                }
+            }
+            self.dispatch_idle(&mut state)
+        };
+        sends.send(self);
+        for (job, error) in refused {
+            job.fail(error);
+        }
+    }
+
+    /// Requeues the jobs a lost worker held but never started.
+    pub(crate) fn requeue_unstarted(&self, held: VecDeque<Running>) {
+        self.requeue(held.into_iter().map(Running::unstarted));
+    }
+
+    /// The jobs `jobs` (with their frames) sent to `seat` did not reach
+    /// its worker (its channel is closed: it is dead). Those the seat still
+    /// holds go back to the front of the queue.
+    fn undelivered(&self, seat: usize, jobs: Vec<u64>, frames: Vec<Frame>) {
+        let mut taken = Vec::new();
+        {
+            let mut state = self.lock();
+            let s = &mut state.seats[seat];
+            // They are the last jobs the seat holds, unless its supervisor
+            // has already taken them (and reports them itself).
+            while s.inflight.back().is_some_and(|r| jobs.contains(&r.ticket.id)) {
+                taken.push(s.inflight.pop_back().expect("checked above"));
+            }
+            if s.inflight.is_empty() {
+                s.deadline = None;
+            }
+        }
+        let mut frames: Vec<(u64, Frame)> = jobs.into_iter().zip(frames).collect();
+        let back = taken.into_iter().rev().map(|running| {
+            let at = frames
+                .iter()
+                .position(|(id, _)| *id == running.ticket.id)
+                .expect("every job sent has its frame");
+            let frame = match frames.swap_remove(at).1 {
+                Frame::Owned(bytes) => bytes,
+                Frame::Kept(bytes) => Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()),
+            };
+            Job {
+                frame,
+                ticket: running.ticket,
+                unsendable: None,
+            }
+        });
+        self.requeue(back.collect::<Vec<_>>().into_iter());
+    }
+
+    /// Hands queued jobs to idle workers while there are both.
+    pub(super) fn dispatch_idle(&self, state: &mut State) -> Sends {
+        let mut sends = Sends::default();
+        while !state.queue.is_empty() {
+            let Some(seat) = state.idle.pop_front() else { break };
+            state.seats[seat].idle = false;
+            sends.0.extend(self.fill(state, seat));
+        }
+        sends
+    }
+
+    /// Gives `seat` queued jobs up to what it should hold, or marks it idle
+    /// if it holds none.
+    pub(super) fn refill(&self, state: &mut State, seat: usize) -> Sends {
+        let mut sends = Sends::default();
+        sends.0.extend(self.fill(state, seat));
+        // A tail split off for this seat's budget goes to idle workers.
+        let more = self.dispatch_idle(state);
+        sends.0.extend(more.0);
+        let s = &mut state.seats[seat];
+        if s.inflight.is_empty() && !s.idle && !s.retiring && s.doom.is_none() && s.channel.is_some() {
+            s.idle = true;
+            state.idle.push_back(seat);
+        }
+        sends
+    }
+
+    /// Assigns queued jobs to `seat` while it has room.
+    fn fill(&self, state: &mut State, seat: usize) -> Option<Dispatch> {
+        let depth = self.stats.depth();
+        let mut dispatch: Option<Dispatch> = None;
+        loop {
+            let s = &state.seats[seat];
+            if s.channel.is_none() || s.retiring || s.doom.is_some() {
+                break;
+            }
+            let Some(next) = state.queue.front() else { break };
+            if let Some(running) = s.inflight.front() {
+                let ahead: usize = s.inflight.iter().skip(1).map(|r| r.len).sum();
+                let room = s.inflight.len() < depth
+                    && running.ticket.policy.timeout.is_none()
+                    && next.ticket.policy.timeout.is_none()
+                    && ahead + next.frame.len() <= AHEAD_BYTES;
+                if !room {
+                    break;
+                }
+            }
+            let job = state.queue.pop_front().expect("checked above");
+            let (id, frame) = self.assign(state, seat, job);
+            let d = dispatch.get_or_insert_with(|| Dispatch {
+                seat,
+                channel: Arc::clone(state.seats[seat].channel.as_ref().expect("checked above")),
+                jobs: Vec::new(),
+                frames: Vec::new(),
+            });
+            d.jobs.push(id);
+            d.frames.push(frame);
+        }
+        dispatch
+    }
+
+    /// Adds `job` to the jobs of `seat` (which is serving): splits it to the
+    /// worker's task budget, arms its deadline if it runs at once, and keeps
+    /// its frame if it may be sent again.
+    fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> (u64, Frame) {
+        if let Some(left) = state.seats[seat].tasks_left {
+            let count = u64::from(job.ticket.meta.count);
+            if count > left {
+                let at = u32::try_from(left).expect("less than a chunk's count");
+                let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
+                state.queue.push_front(tail);
+                job = head;
+            }
+        }
+        let s = &mut state.seats[seat];
+        debug_assert!(!s.retiring, "a spent worker takes no more jobs");
+        if let Some(left) = s.tasks_left.as_mut() {
+            *left -= u64::from(job.ticket.meta.count);
+            s.retiring = *left == 0;
+        }
+        let runs_now = s.inflight.is_empty();
+        let len = job.frame.len();
+        let (frame, kept) = if job.ticket.may_retry() || !runs_now {
+            let frame = Arc::new(job.frame);
+            (Frame::Kept(Arc::clone(&frame)), Some(frame))
+        } else {
+            (Frame::Owned(job.frame), None)
+        };
+        let deadline = match runs_now {
+            true => job.ticket.policy.timeout.map(|t| Instant::now() + t),
+            false => None,
+        };
+        if runs_now {
+            s.deadline = deadline;
+        }
+        let id = job.ticket.id;
+        s.inflight.push_back(Running {
+            ticket: job.ticket,
+            frame: kept,
+            len,
+        });
+        if let Some(deadline) = deadline {
+            self.arm_timer(state, deadline);
+        }
+        (id, frame)
+    }
+
+    /// The worker of `seat` finished job `job` of `count` items, the first
+    /// it holds: returns its ticket, and whether the worker must now be
+    /// replaced (its task budget is spent). `Err` if that is not the job it
+    /// runs (the seat keeps its jobs).
+    pub(crate) fn finished(&self, seat: usize, job: u64, count: u32) -> Result<(Ticket, bool), String> {
+        let mut state = self.lock();
+        let s = &mut state.seats[seat];
+        match s.inflight.front() {
+            Some(r) if r.ticket.id == job && r.ticket.meta.count == count => {}
+            Some(r) => {
+                return Err(format!(
+                    "it answered job {job} ({count} items) while running job {} ({} items)",
+                    r.ticket.id, r.ticket.meta.count
+                ));
+            }
+            None => return Err(format!("it answered job {job} while holding none")),
+        }
+        let running = s.inflight.pop_front().expect("checked above");
+        // Jobs sent ahead never have a deadline; the next one has none.
+        s.deadline = None;
+        // A spent worker is replaced once its last job is done; one being
+        // killed (its job was done just in time) is not.
+        let retire = s.retiring && s.inflight.is_empty() && s.doom.is_none();
+        Ok((running.ticket, retire))
+    }
+
+    /// After the worker of `seat` finished jobs: sends it more, if some
+    /// wait, or marks it idle.
+    pub(crate) fn worker_free(&self, seat: usize) -> Sends {
+        let mut state = self.lock();
+        self.refill(&mut state, seat)
+    }
+}
