@@ -116,3 +116,25 @@ fn a_task_cancelled_between_retries_is_not_run_again() {
     }
     assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
 }
+
+fn nap_us(us: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(us));
+    us
+}
+
+#[test]
+fn tasks_sent_ahead_to_a_busy_worker_resolve_cancelled() {
+    let pool = Pool::new(1).unwrap();
+    // Short tasks: the worker gets several at a time.
+    pool.with_chunksize(1).map(nap_us, vec![1; 300]).unwrap();
+    let handles: Vec<_> = (0..50).map(|_| pool.apply_async(nap_us, 200).unwrap()).collect();
+    let cancelled: Vec<bool> = handles.iter().map(procpool::AsyncResult::cancel).collect();
+    for (h, was) in handles.iter().zip(cancelled) {
+        match h.get() {
+            Err(Error::Cancelled) => assert!(was),
+            Ok(v) => assert_eq!(v, 200, "a task that finished before its cancel keeps its value"),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
+}

@@ -87,6 +87,9 @@ fn a_pool_wide_timeout_applies_to_every_call_and_a_call_can_override_it() {
 #[test]
 fn the_clock_starts_when_the_task_reaches_a_worker_not_in_the_queue() {
     let pool = Pool::new(1).unwrap();
+    // Many short tasks first: the pool then sends short jobs to a worker
+    // ahead of time, but never a job with a timeout.
+    pool.with_chunksize(1).map(sleep_ms, vec![0; 500]).unwrap();
     // Six tasks of 300 ms queue for one worker (1.8 s in all); each has
     // 1.5 s once it starts, five times what it needs.
     let done = pool

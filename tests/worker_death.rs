@@ -334,3 +334,26 @@ fn running_out_of_memory_under_the_pool_limit_is_reported_as_such() {
     );
     assert_eq!(pool.apply(hog, 1 << 20).unwrap(), 1 << 20);
 }
+
+fn exit_at(x: u32) -> u32 {
+    if x == 100 {
+        std::process::exit(3);
+    }
+    x
+}
+
+#[test]
+fn jobs_sent_ahead_to_a_dying_worker_run_elsewhere() {
+    let pool = Pool::new(2).unwrap();
+    // Trivial tasks: the pool sends workers several jobs at a time.
+    pool.with_chunksize(1).map(exit_at, 0..100).unwrap();
+    let handles: Vec<_> = (0..300).map(|i| pool.apply_async(exit_at, i).unwrap()).collect();
+    for (i, h) in handles.iter().enumerate() {
+        let r = h.get();
+        match i {
+            100 => assert!(matches!(r, Err(Error::WorkerDied { attempts: 1, .. })), "{r:?}"),
+            _ => assert_eq!(r.as_ref().ok(), Some(&(i as u32)), "task {i}: {r:?}"),
+        }
+    }
+    assert_pool_whole(&pool);
+}
