@@ -57,14 +57,17 @@ pub(crate) struct WorkerEnv {
     pub(crate) protocol: u32,
     pub(crate) fd: i32,
     pub(crate) parent: Identity,
+    /// The data segment cap the worker sets on itself, in bytes.
+    pub(crate) max_memory: Option<u64>,
 }
 
 impl WorkerEnv {
-    pub(crate) fn new(fd: i32, parent: Identity) -> Self {
+    pub(crate) fn new(fd: i32, parent: Identity, max_memory: Option<u64>) -> Self {
         WorkerEnv {
             protocol: PROTOCOL_VERSION,
             fd,
             parent,
+            max_memory,
         }
     }
 
@@ -76,6 +79,9 @@ impl WorkerEnv {
             ";dev={};ino={};layout={:x}",
             self.parent.dev, self.parent.ino, self.parent.layout
         );
+        if let Some(bytes) = self.max_memory {
+            let _ = write!(s, ";mem={bytes}");
+        }
         s
     }
 
@@ -99,6 +105,14 @@ impl WorkerEnv {
         let dev = field("dev", 10)?;
         let ino = field("ino", 10)?;
         let layout = field("layout", 16)?;
+        let max_memory = match parts.next() {
+            None => None,
+            Some(part) => Some(
+                part.strip_prefix("mem=")
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
+        };
         if parts.next().is_some() {
             return Err(bad());
         }
@@ -106,6 +120,7 @@ impl WorkerEnv {
             protocol,
             fd,
             parent: Identity { dev, ino, layout },
+            max_memory,
         })
     }
 }
@@ -116,8 +131,10 @@ mod tests {
 
     #[test]
     fn env_value_round_trips() {
-        let env = WorkerEnv::new(7, Identity::current().unwrap());
+        let env = WorkerEnv::new(7, Identity::current().unwrap(), None);
         assert_eq!(WorkerEnv::parse(&env.to_value()), Ok(env));
+        let capped = WorkerEnv::new(0, Identity::current().unwrap(), Some(1 << 30));
+        assert_eq!(WorkerEnv::parse(&capped.to_value()), Ok(capped));
     }
 
     #[test]
@@ -128,6 +145,8 @@ mod tests {
             "v1;fd=x;dev=1;ino=2;layout=3",
             "v1;fd=3;dev=1;ino=2",
             "v1;fd=3;dev=1;ino=2;layout=3;extra",
+            "v1;fd=3;dev=1;ino=2;layout=3;mem=x",
+            "v1;fd=3;dev=1;ino=2;layout=3;mem=1;extra",
             "1;fd=3;dev=1;ino=2;layout=3",
             "v1;fd=99999999999;dev=1;ino=2;layout=3",
         ] {

@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn an_unbooted_worker_refuses_to_make_a_pool_and_tells_its_parent() {
         let (mut parent, child) = UnixStream::pair().unwrap();
-        let env = WorkerEnv::new(child.into_raw_fd(), Identity::current().unwrap());
+        let env = WorkerEnv::new(child.into_raw_fd(), Identity::current().unwrap(), None);
         let err = refuse_if_worker(Some(env.to_value().into())).unwrap_err();
         assert!(
             matches!(&err, Error::Bootstrap(m) if m.contains("constructor")),

@@ -1,48 +1,23 @@
-//! Descriptors: handing the worker's end of its channel across `exec`, and
-//! taking it over on the other side.
+//! Descriptors: taking over the channel a worker was started with (as its
+//! stdin), and writing frames to a socket without ever raising SIGPIPE.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 
-/// Makes `fd` survive the `exec` of `command`, in the child only.
-///
-/// Every descriptor procpool makes is close-on-exec, so that workers
-/// started at the same time by other threads do not inherit each other's
-/// channels (an inherited channel would keep a dead parent's socket open).
-/// This clears the flag after `fork`, in the child, for this one
-/// descriptor.
-pub(crate) fn inherit_across_exec(command: &mut Command, fd: &impl AsRawFd) {
-    let raw = fd.as_raw_fd();
-    let hook = move || {
-        // SAFETY: `raw` is open in the child: it is open in the parent for as
-        // long as the `Command` is being spawned (the caller owns it) and
-        // `fork` copies the table. The borrow lasts for this one call.
-        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
-            .map(drop)
-            .map_err(io::Error::from)
-    };
-    // SAFETY: the hook runs between `fork` and `exec`, where only
-    // async-signal-safe calls are allowed; it makes exactly one, `fcntl`,
-    // allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(hook);
-    }
-}
-
 /// Takes ownership of the channel descriptor `raw` that the parent passed to
-/// this worker, after checking it is an open socket.
+/// this worker, after checking it is an open socket. The parent passes it
+/// as stdin (descriptor 0): it is then moved to a descriptor of its own,
+/// and stdin is reopened on `/dev/null`, so that a task reading stdin
+/// cannot read the channel.
 pub(crate) fn adopt_channel(raw: RawFd) -> io::Result<UnixStream> {
-    if raw < 3 {
+    if raw < 0 || raw == 1 || raw == 2 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("channel descriptor {raw} is a standard stream"),
+            format!("channel descriptor {raw} is stdout, stderr or invalid"),
         ));
     }
     // SAFETY: only used for the `fstat` and `fcntl` below; an fd that is not
@@ -54,6 +29,20 @@ pub(crate) fn adopt_channel(raw: RawFd) -> io::Result<UnixStream> {
             io::ErrorKind::InvalidInput,
             format!("channel descriptor {raw} is not a socket"),
         ));
+    }
+    if raw == 0 {
+        // A copy above the standard streams, close-on-exec: our own
+        // children must not inherit it.
+        let moved = fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io::Error::from)?;
+        let null = std::fs::File::open("/dev/null")?;
+        // SAFETY: `dup2` takes two descriptors we hold open (`null`, and 0
+        // which it replaces atomically) and touches no memory.
+        if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `moved` was just made by `F_DUPFD_CLOEXEC` and nothing
+        // else in this process knows it: this is its only owner.
+        return Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(moved) }));
     }
     // Our own children must not inherit it.
     fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;

@@ -81,26 +81,17 @@ pub(crate) fn kill(pid: u32) {
     }
 }
 
-/// Caps the data segment (`RLIMIT_DATA`: heap and private writable
-/// memory) of the process `command` starts at `bytes`.
-pub(crate) fn limit_memory(command: &mut std::process::Command, bytes: u64) {
-    use std::os::unix::process::CommandExt;
+/// Caps this process's data segment (`RLIMIT_DATA`: heap and private
+/// writable memory) at `bytes`; processes it starts inherit the cap.
+pub(crate) fn limit_memory(bytes: u64) -> std::io::Result<()> {
     let limit = libc::rlimit {
         rlim_cur: bytes,
         rlim_max: bytes,
     };
-    let hook = move || {
-        // SAFETY: `setrlimit` reads the `rlimit` we pass by reference, which
-        // lives on this stack frame for the call.
-        match unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    };
-    // SAFETY: the hook runs between `fork` and `exec`, where only
-    // async-signal-safe calls are allowed; it makes one, `setrlimit`, and
-    // allocates nothing (the error path reads `errno` only).
-    unsafe {
-        command.pre_exec(hook);
+    // SAFETY: `setrlimit` reads the `rlimit` passed by reference, which
+    // lives for the call.
+    match unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }

@@ -30,6 +30,13 @@ pub(crate) fn run(value: OsString) -> ! {
         Ok(channel) => channel,
         Err(e) => setup_failed(&format!("cannot use the channel to the parent: {e}")),
     };
+    if let Some(bytes) = env.max_memory
+        && let Err(e) = sys::process::limit_memory(bytes)
+    {
+        let reason = format!("cannot set the memory limit of {bytes} bytes: {e}");
+        let _ = sys::fd::send_all(&channel, &message::text_frame(message::REJECT, &reason));
+        sys::process::exit_now(EXIT_REJECTED);
+    }
     if let Err(reason) = check(&env) {
         let _ = sys::fd::send_all(&channel, &message::text_frame(message::REJECT, &reason));
         sys::process::exit_now(EXIT_REJECTED);

@@ -7,7 +7,7 @@
 //! idle worker.
 
 use std::io::{self, BufReader};
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -148,21 +148,23 @@ impl WorkerProcess {
     pub(crate) fn spawn(config: &StartConfig) -> Result<WorkerProcess, Error> {
         let (ours, theirs) = UnixStream::pair().map_err(Error::spawn)?;
         let writer = ours.try_clone().map_err(Error::spawn)?;
-        let env = WorkerEnv::new(theirs.as_raw_fd(), config.identity);
+        // The worker's end goes in as its stdin (it moves it elsewhere and
+        // reopens /dev/null there). With no code to run between `fork` and
+        // `exec`, the standard library starts the worker with
+        // `posix_spawn`, whose cost does not grow with the parent's memory
+        // as a `fork` does.
+        let env = WorkerEnv::new(0, config.identity, config.max_memory);
         let mut command = Command::new(&config.program);
         command
             .arg0(&config.argv0)
             .arg(WORKER_ARG)
             .env(ENV_VAR, env.to_value())
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        sys::fd::inherit_across_exec(&mut command, &theirs);
-        if let Some(bytes) = config.max_memory {
-            sys::process::limit_memory(&mut command, bytes);
-        }
         let mut child = command.spawn().map_err(Error::spawn)?;
-        drop(theirs);
+        // The command holds the worker's end until it is dropped.
+        drop(command);
         let pid = child.id();
         let channel = Arc::new(Channel {
             stream: writer,
