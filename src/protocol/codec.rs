@@ -13,8 +13,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use std::io;
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
 
 /// Appends the encoding of `value` to `out`. On failure, `out` may hold a
 /// partial encoding; callers truncate (see `items::push_with`).
@@ -27,16 +29,25 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
 }
 
 /// Decodes a whole value from `bytes`; trailing bytes are an error.
+///
+/// The deserializer reads straight from `bytes` (byte strings and strings
+/// are borrowed from it, so a large `Vec<u8>` is copied once, into the
+/// value).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let mut rest = bytes;
     let decoded = catch_unwind(AssertUnwindSafe(|| {
-        let mut de = rmp_serde::Deserializer::new(&mut rest);
-        T::deserialize(&mut de)
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        let value = T::deserialize(&mut de)?;
+        // Anything after the value is an error: it reads as one more value.
+        let trailing = match IgnoredAny::deserialize(&mut de) {
+            Err(rmp_serde::decode::Error::InvalidMarkerRead(e)) => e.kind() != io::ErrorKind::UnexpectedEof,
+            _ => true,
+        };
+        Ok((value, trailing))
     }));
     match decoded {
-        Ok(Ok(_)) if !rest.is_empty() => Err(format!("{} bytes left over after the value", rest.len())),
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok((_, true))) => Err("bytes left over after the value".to_owned()),
+        Ok(Ok((value, false))) => Ok(value),
+        Ok(Err(e)) => Err(rmp_serde::decode::Error::to_string(&e)),
         Err(payload) => Err(format!("Deserialize panicked: {}", panic_text(&*payload))),
     }
 }
