@@ -225,15 +225,29 @@ impl<R: Send + 'static> Collect<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
-        let results = decode_chunk::<R>(meta, outcome, true);
-        let mut values = Vec::with_capacity(results.len());
+        // Straight into the values: a `map` of a million items must not
+        // build a million `Result`s first.
+        let mut values = Vec::with_capacity(meta.count as usize);
         let mut first_error = None;
-        for (pos, result) in results.into_iter().enumerate() {
-            match result {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    first_error = Some((meta.first + pos, e));
-                    break;
+        match outcome {
+            ChunkOutcome::Failed(error) => first_error = Some((meta.first, error.at_index(meta.first))),
+            ChunkOutcome::Results(bytes) => {
+                for (pos, item) in Items::new(bytes).enumerate() {
+                    let index = meta.first + pos;
+                    let result = item
+                        .map_err(|e| Error::Decode {
+                            index: Some(index),
+                            what: DataKind::Result,
+                            message: e.0,
+                        })
+                        .and_then(|(tag, body)| decode_item(tag, body, Some(index), pos, meta));
+                    match result {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            first_error = Some((index, e));
+                            break;
+                        }
+                    }
                 }
             }
         }

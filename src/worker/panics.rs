@@ -10,6 +10,8 @@ use crate::protocol::codec::panic_text;
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Bumped by the hook for every panic it records in [`CAUGHT`].
+    static RECORDED: Cell<u64> = const { Cell::new(0) };
     static CAUGHT: RefCell<Option<RemotePanic>> = const { RefCell::new(None) };
 }
 
@@ -20,7 +22,8 @@ pub(crate) fn install_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if QUIET.get() {
-            CAUGHT.set(Some(describe(info)));
+            CAUGHT.with_borrow_mut(|caught| *caught = Some(describe(info)));
+            RECORDED.set(RECORDED.get().wrapping_add(1));
         } else {
             previous(info);
         }
@@ -37,15 +40,22 @@ fn describe(info: &PanicHookInfo<'_>) -> RemotePanic {
 }
 
 /// Runs `f`, turning a panic into the [`RemotePanic`] that describes it.
+///
+/// This runs for every task, so it costs two thread-local reads and a
+/// write when nothing panics.
 pub(crate) fn catching<T>(f: impl FnOnce() -> T) -> Result<T, RemotePanic> {
-    CAUGHT.set(None);
+    let recorded = RECORDED.get();
     let was_quiet = QUIET.replace(true);
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     QUIET.set(was_quiet);
     result.map_err(|payload| {
-        let described = CAUGHT
-            .take()
-            .unwrap_or_else(|| RemotePanic::new(panic_text(&*payload), None, None));
+        // Only a record made for this panic describes it (a payload passed
+        // to `resume_unwind` does not go through the hook).
+        let described = match RECORDED.get() != recorded {
+            true => CAUGHT.with_borrow_mut(Option::take),
+            false => None,
+        }
+        .unwrap_or_else(|| RemotePanic::new(panic_text(&*payload), None, None));
         // A payload whose drop panics must not take the worker down.
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
         described
