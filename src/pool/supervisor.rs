@@ -168,10 +168,15 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
 /// go back to the queue.
 fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, worker: &WorkerProcess) {
     let mut held = lost.held;
+    if lost.stray_kill && lost.lifecycle != Lifecycle::Terminated {
+        // The pool killed this worker for a job that finished in time: what
+        // it ran next did nothing wrong and runs again.
+        return shared.requeue_unstarted(held, pid);
+    }
     let Some(running) = held.pop_front() else {
         return;
     };
-    shared.requeue_unstarted(held);
+    shared.requeue_unstarted(held, pid);
     let error = match (lost.lifecycle, lost.doom, stop) {
         (Lifecycle::Terminated, _, _) => Error::Terminated,
         (_, Some(Doom::TimedOut(after)), _) => Error::TimedOut {
@@ -331,10 +336,19 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                     Ok(ok) => ok,
                     Err(e) => return Stop::Broken(e.0),
                 };
-                let (ticket, retire) = match shared.finished(seat, job, count) {
+                let (ticket, retire, busy) = match shared.finished(seat, job, count) {
                     Ok(done) => done,
                     Err(message) => return Stop::Broken(message),
                 };
+                // What the task printed comes before its result.
+                if fresh {
+                    output.drain();
+                }
+                // A failed allocation reported so far was not fatal; if the
+                // worker runs a job sent ahead, it may be that job's.
+                if !busy {
+                    output.forget_alloc_failure();
+                }
                 // Keep the worker busy while this thread decodes; once the
                 // results it sent together are all in, send what waits in
                 // one write.
@@ -344,11 +358,6 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 // Whoever gets this result finds the pool whole: a spent
                 // worker's replacement is already starting.
                 let replacement = retire.then(|| spawn_registered(shared, seat));
-                // What the task printed comes before its result.
-                if fresh {
-                    output.drain();
-                }
-                output.forget_alloc_failure();
                 let cancelled = ticket.call.is_cancelled();
                 // A dropped result counts as failed, when its ticket fails.
                 let counted = if cancelled { 0 } else { count };

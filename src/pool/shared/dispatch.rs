@@ -18,7 +18,10 @@ use std::time::Instant;
 
 use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
+use crate::error::ExitCause;
 use crate::pool::job::{Job, Ticket};
+use crate::pool::policy::Doom;
+use crate::result::sink::ChunkOutcome;
 use crate::worker::handle::Channel;
 
 /// The most bytes of task frames a worker is sent ahead of the job it
@@ -68,7 +71,7 @@ impl Sends {
                 d.channel.send_frames(&bytes)
             };
             if sent.is_err() {
-                shared.undelivered(d.seat, d.jobs, d.frames);
+                shared.undelivered(d.seat, &d.channel, d.jobs, d.frames);
             }
         }
     }
@@ -102,13 +105,17 @@ impl Running {
         }
     }
 
-    /// The job as it was, for one that never started.
-    fn unstarted(self) -> Job {
-        let frame = self.frame.expect("a job sent ahead keeps its frame");
-        Job {
-            frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
-            ticket: self.ticket,
-            unsendable: None,
+    /// The job as it was, to run again without counting an attempt: it
+    /// never started, or the pool killed it by mistake. (Jobs sent ahead
+    /// always keep their frame.)
+    fn unstarted(self) -> Result<Job, Ticket> {
+        match self.frame {
+            Some(frame) => Ok(Job {
+                frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
+                ticket: self.ticket,
+                unsendable: None,
+            }),
+            None => Err(self.ticket),
         }
     }
 }
@@ -155,28 +162,47 @@ impl Shared {
         }
     }
 
-    /// Requeues the jobs a lost worker held but never started.
-    pub(crate) fn requeue_unstarted(&self, held: VecDeque<Running>) {
-        self.requeue(held.into_iter().map(Running::unstarted));
+    /// Requeues the jobs a lost worker held but never started (or that the
+    /// pool killed by mistake).
+    pub(crate) fn requeue_unstarted(&self, held: VecDeque<Running>, pid: u32) {
+        let mut again = Vec::new();
+        for running in held {
+            match running.unstarted() {
+                Ok(job) => again.push(job),
+                Err(ticket) => ticket.complete(ChunkOutcome::Failed(Error::WorkerDied {
+                    index: None,
+                    pid,
+                    cause: ExitCause::Unknown,
+                    attempts: 1,
+                })),
+            }
+        }
+        self.requeue(again.into_iter());
     }
 
     /// The jobs `jobs` (with their frames) sent to `seat` did not reach
     /// its worker (its channel is closed: it is dead). Those the seat still
     /// holds go back to the front of the queue.
-    fn undelivered(&self, seat: usize, jobs: Vec<u64>, frames: Vec<Frame>) {
+    fn undelivered(&self, seat: usize, channel: &Arc<Channel>, jobs: Vec<u64>, frames: Vec<Frame>) {
         let mut taken = Vec::new();
         {
             let mut state = self.lock();
             let s = &mut state.seats[seat];
             // They are the last jobs the seat holds, unless its supervisor
-            // has already taken them (and reports them itself).
-            while s.inflight.back().is_some_and(|r| jobs.contains(&r.ticket.id)) {
-                taken.push(s.inflight.pop_back().expect("checked above"));
-            }
-            if s.inflight.is_empty() {
-                s.deadline = None;
+            // has already taken them (and reports them itself), and the seat
+            // has a new worker since.
+            if s.channel.as_ref().is_some_and(|c| Arc::ptr_eq(c, channel)) {
+                while s.inflight.back().is_some_and(|r| jobs.contains(&r.ticket.id)) {
+                    taken.push(s.inflight.pop_back().expect("checked above"));
+                }
+                if s.inflight.is_empty() {
+                    s.deadline = None;
+                }
             }
         }
+        // A worker that cannot be written to is dead or broken: make sure
+        // its supervisor replaces it.
+        channel.cut();
         let mut frames: Vec<(u64, Frame)> = jobs.into_iter().zip(frames).collect();
         let back = taken.into_iter().rev().map(|running| {
             let at = frames
@@ -235,7 +261,10 @@ impl Shared {
             let Some(next) = state.queue.front() else { break };
             if let Some(running) = s.inflight.front() {
                 let ahead: usize = s.inflight.iter().skip(1).map(|r| r.len).sum();
+                // Only from a queue that keeps every other worker busy too:
+                // a job sent ahead cannot move to a worker that frees up.
                 let room = s.inflight.len() < depth
+                    && state.queue.len() > self.processes
                     && running.ticket.policy.timeout.is_none()
                     && next.ticket.policy.timeout.is_none()
                     && ahead + next.frame.len() <= AHEAD_BYTES;
@@ -304,10 +333,11 @@ impl Shared {
     }
 
     /// The worker of `seat` finished job `job` of `count` items, the first
-    /// it holds: returns its ticket, and whether the worker must now be
-    /// replaced (its task budget is spent). `Err` if that is not the job it
-    /// runs (the seat keeps its jobs).
-    pub(crate) fn finished(&self, seat: usize, job: u64, count: u32) -> Result<(Ticket, bool), String> {
+    /// it holds: returns its ticket, whether the worker must now be
+    /// replaced (its task budget is spent), and whether it holds more jobs
+    /// (it has started the next). `Err` if that is not the job it runs (the
+    /// seat keeps its jobs).
+    pub(crate) fn finished(&self, seat: usize, job: u64, count: u32) -> Result<(Ticket, bool, bool), String> {
         let mut state = self.lock();
         let s = &mut state.seats[seat];
         match s.inflight.front() {
@@ -323,10 +353,15 @@ impl Shared {
         let running = s.inflight.pop_front().expect("checked above");
         // Jobs sent ahead never have a deadline; the next one has none.
         s.deadline = None;
+        // The job it runs now was cancelled while it waited: kill it as a
+        // running job is killed.
+        if s.inflight.front().is_some_and(|r| r.ticket.call.is_cancelled()) {
+            s.doom(Doom::Cancelled);
+        }
         // A spent worker is replaced once its last job is done; one being
         // killed (its job was done just in time) is not.
         let retire = s.retiring && s.inflight.is_empty() && s.doom.is_none();
-        Ok((running.ticket, retire))
+        Ok((running.ticket, retire, !s.inflight.is_empty()))
     }
 
     /// After the worker of `seat` finished jobs: sends it more, if some

@@ -13,17 +13,18 @@ use crate::pool::policy::{CallToken, Doom};
 use crate::sys;
 
 impl Seat {
-    /// Kills the worker on purpose, if it is running a job.
-    fn doom(&mut self, doom: Doom) -> bool {
+    /// Kills the worker on purpose, for the job it is running (if any).
+    pub(super) fn doom(&mut self, doom: Doom) -> bool {
         match (self.pid, self.inflight.front(), self.doom) {
-            (Some(pid), Some(_), None) => {
+            (Some(pid), Some(running), None) => {
+                let target = running.ticket.id;
                 match doom {
                     Doom::TimedOut(after) => {
                         tracing::warn!(pid, ?after, "procpool task timed out; killing its worker")
                     }
                     Doom::Cancelled => tracing::info!(pid, "procpool task cancelled; killing its worker"),
                 }
-                self.doom = Some(doom);
+                self.doom = Some((doom, target));
                 self.deadline = None;
                 sys::process::kill(pid);
                 true

@@ -110,7 +110,11 @@ pub(crate) struct Lost {
     /// ahead and never started.
     pub(crate) held: VecDeque<Running>,
     pub(crate) lifecycle: Lifecycle,
+    /// Why the pool killed the worker running the first held job.
     pub(crate) doom: Option<Doom>,
+    /// The pool killed the worker for a job that finished in time: the
+    /// first held job was killed by mistake and runs again.
+    pub(crate) stray_kill: bool,
 }
 
 #[derive(Debug, Default)]
@@ -124,8 +128,9 @@ struct Seat {
     idle: bool,
     /// When the running job must be done, if it has a timeout.
     deadline: Option<Instant>,
-    /// Why the pool is killing this seat's worker, if it is.
-    doom: Option<Doom>,
+    /// Why the pool is killing this seat's worker, if it is, and for which
+    /// job.
+    doom: Option<(Doom, u64)>,
     /// Items the worker may still take (with `max_tasks_per_child`).
     tasks_left: Option<u64>,
     /// The worker has its last job: replace it once that is done.
@@ -306,11 +311,18 @@ impl Shared {
         s.deadline = None;
         s.retiring = false;
         let held = std::mem::take(&mut s.inflight);
-        let doom = s.doom.take();
+        // The job the pool killed the worker for may have finished just in
+        // time; then the job it ran next was killed by mistake.
+        let (doom, stray_kill) = match (s.doom.take(), held.front()) {
+            (Some((doom, target)), Some(running)) if running.ticket.id == target => (Some(doom), false),
+            (Some(_), Some(_)) => (None, true),
+            _ => (None, false),
+        };
         Lost {
             held,
             lifecycle: state.lifecycle,
             doom,
+            stray_kill,
         }
     }
 
