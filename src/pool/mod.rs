@@ -86,6 +86,12 @@ use shared::Shared;
 /// * Worker stdout and stderr are the parent's: `println!` in a task reaches
 ///   the terminal, a line at a time. A worker flushes its output before it
 ///   returns each result.
+/// * To keep workers busy between short tasks, the pool sends a worker a
+///   few tasks at a time when more tasks wait than there are workers and
+///   tasks have been taking well under a millisecond. Those tasks wait for
+///   the one the worker runs: if it hangs forever, so do they. Give tasks
+///   that may hang a timeout ([`with_timeout`](Self::with_timeout)): a task
+///   with a timeout is never sent ahead, and nothing is sent behind it.
 /// * A task's panic is caught and returned; its worker keeps serving. With
 ///   `panic = "abort"`, a panic kills the worker instead, and the task fails
 ///   with [`Error::WorkerDied`].

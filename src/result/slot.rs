@@ -203,7 +203,11 @@ impl<T> AsyncResult<T> {
     ///
     /// Returns `true` if something was cancelled, `false` if the task had
     /// already finished (or its pool is gone). A task that finishes at the
-    /// very moment it is cancelled may still deliver its value.
+    /// very moment it is cancelled resolves as cancelled too.
+    ///
+    /// A short task that the pool had already sent to a worker busy with
+    /// another task (see [`Pool`](crate::Pool)'s caveats) cannot be taken
+    /// back: it is killed, with its worker, as soon as it starts.
     ///
     /// # Examples
     ///

@@ -92,9 +92,8 @@ impl Shared {
     /// Cancels every job of the call `token` belongs to: queued ones fail
     /// with [`Error::Cancelled`], running ones are killed with their
     /// workers, and ones sent ahead to a worker running another call's job
-    /// are left to run, their results to be dropped (see
-    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel)). Returns
-    /// whether there was anything to cancel.
+    /// are killed when they start (see `finished`). Returns whether there
+    /// was anything to cancel.
     pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
         token.cancel();
         let (dropped, killed) = {
