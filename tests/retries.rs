@@ -8,15 +8,20 @@ use std::time::Duration;
 
 use procpool::{Error, Pool};
 
-/// Logs an attempt to `path`; dies (exit 9) on the first `deaths`
-/// attempts, then returns the attempt number.
-fn flaky((path, deaths): (String, usize)) -> usize {
+/// Adds a line to the attempt log at `path`.
+fn log_attempt(path: &str) {
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .unwrap();
     writeln!(log, "x").unwrap();
+}
+
+/// Logs an attempt to `path`; dies (exit 9) on the first `deaths`
+/// attempts, then returns the attempt number.
+fn flaky((path, deaths): (String, usize)) -> usize {
+    log_attempt(&path);
     let attempt = std::fs::read_to_string(&path).unwrap().lines().count();
     if attempt <= deaths {
         std::process::exit(9);
@@ -70,25 +75,13 @@ fn without_retries_a_death_is_reported_after_one_attempt() {
 
 /// Logs an attempt, then panics.
 fn panics(path: String) -> u8 {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(b"x\n")
-        .unwrap();
+    log_attempt(&path);
     panic!("not retried")
 }
 
 /// Logs an attempt, then hangs.
 fn hangs(path: String) -> u8 {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(b"x\n")
-        .unwrap();
+    log_attempt(&path);
     std::thread::sleep(Duration::from_secs(600));
     0
 }

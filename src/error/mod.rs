@@ -389,6 +389,20 @@ impl Error {
         }
     }
 
+    /// The `index` field of the errors that belong to one task.
+    fn index_slot(&mut self) -> Option<&mut Option<usize>> {
+        match self {
+            Error::Panicked { index, .. }
+            | Error::WorkerDied { index, .. }
+            | Error::TimedOut { index, .. }
+            | Error::MemoryLimit { index, .. }
+            | Error::Encode { index, .. }
+            | Error::Decode { index, .. }
+            | Error::TooLarge { index, .. } => Some(index),
+            _ => None,
+        }
+    }
+
     pub(crate) fn spawn(source: io::Error) -> Self {
         Error::Spawn {
             source: Arc::new(source),
@@ -397,15 +411,8 @@ impl Error {
 
     /// The same error, attributed to the item at `index` of a `map`-like call.
     pub(crate) fn at_index(mut self, at: usize) -> Self {
-        match &mut self {
-            Error::Panicked { index, .. }
-            | Error::WorkerDied { index, .. }
-            | Error::TimedOut { index, .. }
-            | Error::MemoryLimit { index, .. }
-            | Error::Encode { index, .. }
-            | Error::Decode { index, .. }
-            | Error::TooLarge { index, .. } => *index = Some(at),
-            _ => {}
+        if let Some(index) = self.index_slot() {
+            *index = Some(at);
         }
         self
     }
