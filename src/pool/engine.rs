@@ -107,13 +107,20 @@ where
         (Some(size), _) => map_chunks(shared, encoder, items, size, callbacks, progress),
         (None, Some(n)) => {
             let size = default_chunksize(n, workers);
-            map_chunks(shared, encoder, items, size, callbacks, progress)
+            map_chunks(shared, encoder.bounded(), items, size, callbacks, progress)
         }
         (None, None) => {
             // Like CPython: a length is needed for the default chunk size.
             let items: Vec<_> = items.collect();
             let size = default_chunksize(items.len(), workers);
-            map_chunks(shared, encoder, items.into_iter(), size, callbacks, progress)
+            map_chunks(
+                shared,
+                encoder.bounded(),
+                items.into_iter(),
+                size,
+                callbacks,
+                progress,
+            )
         }
     };
     drop(feeding);
@@ -173,7 +180,10 @@ where
 {
     check_chunksize(chunksize)?;
     let chunksize = one_at_a_time(chunksize, policy);
-    let encoder = Encoder::new::<K>(shared, func, policy)?;
+    let mut encoder = Encoder::new::<K>(shared, func, policy)?;
+    if chunksize.is_none() {
+        encoder = encoder.bounded();
+    }
     // As in `map`: accepted whole with its first window, or refused.
     let opening = shared.pending.token();
     shared.check_open()?;

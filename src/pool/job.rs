@@ -158,7 +158,15 @@ pub(crate) struct Encoder {
     max_body: usize,
     policy: TaskPolicy,
     token: Arc<CallToken>,
+    /// Ends a chunk early once its frame is this large (default chunk
+    /// sizes only: a chunk size the caller chose is kept).
+    chunk_bytes: Option<usize>,
 }
+
+/// With the default chunk size, a chunk ends once its encoded items reach
+/// this size: large items then go a few at a time, so that workers start
+/// sooner and frames stay small enough for the allocator to reuse.
+pub(crate) const DEFAULT_CHUNK_BYTES: usize = 8 << 20;
 
 impl Encoder {
     /// The encoder for `func` run by kernel `K`.
@@ -179,7 +187,15 @@ impl Encoder {
             max_body: shared.start.max_body,
             policy,
             token: Arc::default(),
+            chunk_bytes: None,
         })
+    }
+
+    /// Ends chunks early at [`DEFAULT_CHUNK_BYTES`] (for a default chunk
+    /// size).
+    pub(crate) fn bounded(mut self) -> Self {
+        self.chunk_bytes = Some(DEFAULT_CHUNK_BYTES);
+        self
     }
 
     /// The token that cancels this call.
@@ -222,6 +238,9 @@ impl Encoder {
                 holes.push((count, error));
             }
             count += 1;
+            if self.chunk_bytes.is_some_and(|max| frame.len() >= max) {
+                break;
+            }
         }
         if count == 0 {
             return None;
@@ -298,3 +317,61 @@ where
 
 /// The job id of the initializer; tasks are numbered from 1.
 pub(crate) const INIT_JOB: u64 = 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::policy::WorkerLimits;
+    use crate::pool::shared::Options;
+    use crate::result::sink::Collect;
+    use crate::result::slot::Resolver;
+    use crate::task::Unary;
+    use crate::worker::handle::StartConfig;
+
+    fn len(bytes: serde_bytes::ByteBuf) -> usize {
+        bytes.len()
+    }
+
+    #[test]
+    fn default_chunks_end_once_their_frame_is_large() {
+        let shared = Shared::new(
+            1,
+            Options {
+                start: StartConfig::new(std::time::Duration::from_secs(1)).unwrap(),
+                policy: TaskPolicy::default(),
+                limits: WorkerLimits::default(),
+                init: None,
+            },
+        )
+        .unwrap();
+        let (_slot, resolver) = Resolver::new(None, &shared.callback_sender(), || shared.pending.token());
+        let sink: Arc<dyn Sink> = Collect::<usize>::new(resolver, None);
+        let three_mib = || std::iter::repeat_with(|| serde_bytes::ByteBuf::from(vec![0u8; 3 << 20])).take(5);
+        let encoder =
+            Encoder::new::<Unary<serde_bytes::ByteBuf, usize>>(&shared, len, TaskPolicy::default()).unwrap();
+        let chosen = encoder
+            .clone()
+            .chunk(&shared, &mut three_mib(), 5, 0, &sink)
+            .unwrap();
+        assert_eq!(
+            chosen.ticket.meta.count, 5,
+            "a chunk size the caller chose is kept"
+        );
+        let mut items = three_mib();
+        let bounded = encoder.bounded();
+        let first = bounded.chunk(&shared, &mut items, 5, 0, &sink).unwrap();
+        assert_eq!(first.ticket.meta.count, 3, "3 x 3 MiB reach the 8 MiB bound");
+        assert_eq!(
+            bounded
+                .chunk(&shared, &mut items, 5, 3, &sink)
+                .unwrap()
+                .ticket
+                .meta
+                .count,
+            2
+        );
+        for job in [chosen, first] {
+            job.ticket.abandon();
+        }
+    }
+}
