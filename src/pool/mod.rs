@@ -233,7 +233,9 @@ impl Pool {
     /// (Python's `map`). Blocks until every item is done; the pool stays
     /// open. Items are sent in chunks of
     /// `ceil(n / (4 × processes))` (CPython's default; see
-    /// [`with_chunksize`](Self::with_chunksize)).
+    /// [`with_chunksize`](Self::with_chunksize)); a default chunk also ends
+    /// once its encoded arguments reach 8 MiB, so that large items go a few
+    /// at a time.
     ///
     /// # Errors
     ///
