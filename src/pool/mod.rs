@@ -72,9 +72,9 @@ use shared::Shared;
 ///   waits for nothing but the workers' exit, so it cannot block forever.
 ///   Call [`close`](Self::close) and [`join`](Self::join) first to let the
 ///   work finish.
-/// * A worker never outlives the parent: it exits as soon as the parent's
-///   end of its channel closes, even in the middle of a task, and even if
-///   the parent was killed with SIGKILL.
+/// * A worker never outlives the parent: the kernel kills it as soon as
+///   the parent dies (`PR_SET_PDEATHSIG`), even in the middle of a task,
+///   and even if the parent was killed with SIGKILL.
 /// * Workers are in the parent's process group: Ctrl-C in a terminal sends
 ///   SIGINT to the parent and its workers alike, so all stop at once. A
 ///   program that catches SIGINT to shut down cleanly sees its running
