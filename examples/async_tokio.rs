@@ -33,6 +33,9 @@ async fn main() -> Result<(), procpool::Error> {
         }
     });
     let all = pool.map_async(collatz_steps, 1..100_000)?.await?;
+    // Had the await blocked this (only) thread, the ticker could not have
+    // run to its end meanwhile.
+    assert!(ticker.is_finished(), "the executor was blocked during the await");
     ticker.await.expect("the ticker ran");
     println!("longest below 100000: {} steps", all.iter().max().unwrap_or(&0));
 

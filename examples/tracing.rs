@@ -25,8 +25,11 @@ fn main() -> Result<(), procpool::Error> {
     let pool = Pool::builder().processes(2).max_tasks_per_child(4).build()?;
     let _ = pool.apply(crash, ()); // "worker died" ... SIGABRT, then "replacement worker started"
     let _ = pool.with_timeout(Duration::from_millis(50)).apply(nap, 10_000); // "task timed out"
-    pool.with_chunksize(1).map(nap, [1; 8])?; // "worker recycled"
+    let slow = pool.apply_async(nap, 10_000)?;
+    std::thread::sleep(Duration::from_millis(50));
+    slow.cancel(); // "task cancelled; killing its worker"
+    pool.with_chunksize(1).map(nap, [1; 9])?; // "worker recycled"
     pool.close();
-    pool.join()?; // "worker exited"
+    pool.join()?; // "worker exited" (or, for a replacement not yet up, "stopped")
     Ok(())
 }

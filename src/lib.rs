@@ -48,6 +48,9 @@
 //! | `res.get()` / `res.get(timeout)` | [`res.get()`](AsyncResult::get) / [`res.get_timeout(d)`](AsyncResult::get_timeout) |
 //! | `res.wait()` / `res.ready()` / `res.successful()` | [`wait`](AsyncResult::wait) / [`ready`](AsyncResult::ready) / [`successful`](AsyncResult::successful) |
 //! | `pool.close()` / `pool.join()` / `pool.terminate()` | [`close`](Pool::close) / [`join`](Pool::join) / [`terminate`](Pool::terminate) |
+//! | `Pool(initializer=f, initargs=(x,))` | [`Pool::builder().initializer(f, x)`](PoolBuilder::initializer) |
+//! | `Pool(maxtasksperchild=n)` | [`Pool::builder().max_tasks_per_child(n)`](PoolBuilder::max_tasks_per_child) (counts tasks, not chunks) |
+//! | (none: a hung task hangs) | [`pool.with_timeout(d)`](Pool::with_timeout), [`res.cancel()`](AsyncResult::cancel), [`max_memory_per_worker`](PoolBuilder::max_memory_per_worker), [`with_retries`](Pool::with_retries) |
 //! | `if __name__ == '__main__':` | nothing: workers never run `main` |
 //!
 //! # Task functions
@@ -105,8 +108,8 @@
 //! # Fitting in
 //!
 //! * **async**: [`AsyncResult`] is a `Future` and
-//!   [`IMap::into_stream`] gives a `futures::Stream`; awaiting never blocks
-//!   the executor's thread, on any runtime.
+//!   [`IMap::into_stream`] gives a `futures::Stream`; awaiting never waits
+//!   for a result on the executor's thread, on any runtime.
 //! * **Progress**: `pool.with_progress().map(..)` draws a bar with
 //!   done/total, rate and ETA (cargo feature `progress`, indicatif).
 //! * **Worker state**: [`PoolBuilder::initializer`] sends a value to each

@@ -4,30 +4,55 @@
 //!
 //! [indicatif]: https://docs.rs/indicatif
 
-/// A call's progress bar: advanced as chunks finish, on the supervisor
+#[cfg(feature = "progress")]
+use std::sync::Arc;
+#[cfg(feature = "progress")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::Error;
+
+/// A call's progress bar: advanced as tasks finish, on the supervisor
 /// threads.
 #[derive(Debug, Clone)]
 pub(crate) struct Progress {
     #[cfg(feature = "progress")]
     bar: indicatif::ProgressBar,
+    /// The caller brought the bar: keep its style.
+    #[cfg(feature = "progress")]
+    theirs: bool,
+    /// Set when the call is given up (cancelled, terminated, its iterator
+    /// dropped): the bar stays where it was.
+    #[cfg(feature = "progress")]
+    stopped: Arc<AtomicBool>,
 }
 
 impl Progress {
+    /// Advances `bar`, keeping its style.
     #[cfg(feature = "progress")]
     pub(crate) fn new(bar: indicatif::ProgressBar) -> Self {
-        Progress { bar }
+        Progress {
+            bar,
+            theirs: true,
+            stopped: Arc::default(),
+        }
     }
 
-    /// A bar on stderr with done/total, rate and ETA; indicatif draws
-    /// nothing when stderr is not a terminal.
+    /// procpool's bar (done/total, rate and ETA) drawn on `target`;
+    /// indicatif draws nothing on a terminal target that is not a
+    /// terminal.
     #[cfg(feature = "progress")]
-    pub(crate) fn on_stderr() -> Self {
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        Progress { bar }
+    pub(crate) fn on(target: indicatif::ProgressDrawTarget) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(None, target);
+        Progress {
+            bar,
+            theirs: false,
+            stopped: Arc::default(),
+        }
     }
 
-    /// Sets the number of tasks, when known, and the style that goes with
-    /// it (a bar with an ETA, or a count with a rate).
+    /// Sets the number of tasks, when known, and (for procpool's own bar)
+    /// the style that goes with it: a bar with an ETA, or a count with a
+    /// rate.
     pub(crate) fn start(&self, total: Option<usize>) {
         #[cfg(feature = "progress")]
         {
@@ -36,7 +61,9 @@ impl Progress {
                 Some(_) => "{bar:40} {pos}/{len} tasks  {per_sec}  ETA {eta}",
                 None => "{spinner} {pos} tasks  {per_sec}  {elapsed}",
             };
-            if let Ok(style) = ProgressStyle::with_template(template) {
+            if !self.theirs
+                && let Ok(style) = ProgressStyle::with_template(template)
+            {
                 self.bar.set_style(style);
             }
             if let Some(n) = total {
@@ -47,17 +74,39 @@ impl Progress {
         let _ = total;
     }
 
-    /// `n` more tasks are done.
-    pub(crate) fn advance(&self, n: u32) {
+    /// `n` more tasks are done, as `failure` says: tasks that ended in an
+    /// error of their own count; tasks given up with their call (cancelled,
+    /// terminated) do not.
+    pub(crate) fn advance(&self, n: u32, failure: Option<&Error>) {
+        if matches!(failure, Some(Error::Cancelled | Error::Terminated)) {
+            return self.stop();
+        }
         #[cfg(feature = "progress")]
-        self.bar.inc(u64::from(n));
+        if !self.stopped.load(Ordering::Relaxed) {
+            self.bar.inc(u64::from(n));
+        }
         #[cfg(not(feature = "progress"))]
         let _ = n;
     }
 
-    /// The call is over: the bar shows its final state.
-    pub(crate) fn finish(&self) {
+    /// The call is over: the bar shows its final state (as it was, if the
+    /// call was given up).
+    pub(crate) fn finish(&self, outcome: Option<&Error>) {
+        if matches!(outcome, Some(Error::Cancelled | Error::Terminated)) {
+            self.stop();
+        } else {
+            #[cfg(feature = "progress")]
+            if !self.stopped.load(Ordering::Relaxed) {
+                self.bar.finish();
+            }
+        }
+    }
+
+    /// The call was given up: the bar stops where it is.
+    pub(crate) fn stop(&self) {
         #[cfg(feature = "progress")]
-        self.bar.finish();
+        if !self.stopped.swap(true, Ordering::Relaxed) {
+            self.bar.abandon();
+        }
     }
 }

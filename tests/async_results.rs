@@ -83,3 +83,29 @@ async fn many_results_awaited_concurrently() {
         assert_eq!(t.await.unwrap().unwrap(), (i * i) as u64);
     }
 }
+
+fn held_then(path: String) -> u32 {
+    common::hold(&path)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn polling_a_stream_leaves_the_executor_free() {
+    let pool = Pool::new(1).unwrap();
+    let gate = common::Gate::new();
+    let mut stream = pool.imap(held_then, [gate.path()]).unwrap().into_stream();
+    // As for a result: the task waits at a gate that another task on this
+    // same thread opens.
+    let release = async {
+        loop {
+            if let Some(held) = gate.try_next() {
+                let pid = held.pid;
+                held.release();
+                return pid;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let (first, released) = tokio::join!(stream.next(), release);
+    assert_eq!(first.unwrap().unwrap(), released);
+    assert!(stream.next().await.is_none());
+}

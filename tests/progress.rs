@@ -12,24 +12,21 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-fn fake_terminal() -> (ProgressBar, InMemoryTerm) {
+fn fake_terminal() -> (ProgressDrawTarget, InMemoryTerm) {
     let term = InMemoryTerm::new(4, 100);
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::term_like(Box::new(term.clone())));
-    (bar, term)
+    (ProgressDrawTarget::term_like(Box::new(term.clone())), term)
 }
 
 #[test]
 fn map_shows_done_over_total_with_rate_and_eta() {
     let pool = Pool::new(2).unwrap();
-    let (bar, term) = fake_terminal();
+    let (target, term) = fake_terminal();
     let out = pool
         .with_chunksize(10)
-        .with_progress_bar(bar.clone())
+        .with_progress_to(target)
         .map(square, 0..500)
         .unwrap();
     assert_eq!(out.len(), 500);
-    assert_eq!((bar.position(), bar.length()), (500, Some(500)));
-    assert!(bar.is_finished());
     let screen = term.contents();
     assert!(screen.contains("500/500 tasks"), "{screen:?}");
     assert!(screen.contains("ETA"), "{screen:?}");
@@ -42,33 +39,44 @@ fn every_map_like_call_advances_its_bar() {
         a + b
     }
     let pool = Pool::new(2).unwrap();
-    let (bar, _) = fake_terminal();
+    let bar = ProgressBar::hidden();
     pool.with_progress_bar(bar.clone())
         .starmap(add, (0..40).map(|i| (i, i)))
         .unwrap();
-    assert_eq!(bar.position(), 40);
+    assert_eq!((bar.position(), bar.length()), (40, Some(40)));
+    assert!(bar.is_finished());
 
-    let (bar, term) = fake_terminal();
+    let bar = ProgressBar::hidden();
     let n = pool
         .with_progress_bar(bar.clone())
         .imap(square, 0..30)
         .unwrap()
         .count();
     assert_eq!((n, bar.position(), bar.length()), (30, 30, Some(30)));
-    assert!(term.contents().contains("30/30"), "{:?}", term.contents());
+    let (target, term) = fake_terminal();
+    pool.with_progress_to(target)
+        .imap(square, 0..30)
+        .unwrap()
+        .for_each(drop);
+    assert!(term.contents().contains("30/30 tasks"), "{:?}", term.contents());
 
     // Unknown length: a count and a rate, no total.
-    let (bar, term) = fake_terminal();
-    let evens = (0..60u64).filter(|x| x % 2 == 0);
+    let evens = || (0..60u64).filter(|x| x % 2 == 0);
+    let bar = ProgressBar::hidden();
     let n = pool
         .with_progress_bar(bar.clone())
-        .imap_unordered(square, evens)
+        .imap_unordered(square, evens())
         .unwrap()
         .count();
     assert_eq!((n, bar.position(), bar.length()), (30, 30, None));
+    let (target, term) = fake_terminal();
+    pool.with_progress_to(target)
+        .imap_unordered(square, evens())
+        .unwrap()
+        .for_each(drop);
     assert!(term.contents().contains("30 tasks"), "{:?}", term.contents());
 
-    let (bar, _) = fake_terminal();
+    let bar = ProgressBar::hidden();
     let h = pool
         .with_progress_bar(bar.clone())
         .map_async(square, 0..25)
@@ -111,4 +119,64 @@ fn nothing_is_drawn_when_stderr_is_not_a_terminal() {
         !stderr.contains("tasks") && !stdout.contains("tasks"),
         "{stdout}\n{stderr}"
     );
+}
+
+#[test]
+fn a_bar_of_your_own_keeps_its_style() {
+    let term = InMemoryTerm::new(4, 100);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::term_like(Box::new(term.clone())));
+    bar.set_style(indicatif::ProgressStyle::with_template("MINE {pos}/{len}").unwrap());
+    let pool = Pool::new(2).unwrap();
+    pool.with_progress_bar(bar.clone()).map(square, 0..50).unwrap();
+    let screen = term.contents();
+    assert!(screen.contains("MINE 50/50"), "{screen:?}");
+}
+
+fn held(path: String) -> u32 {
+    common::hold(&path)
+}
+
+#[test]
+fn a_cancelled_call_stops_its_bar_where_it_was() {
+    let pool = Pool::new(1).unwrap();
+    let gate = common::Gate::new();
+    let blocker = pool.apply_async(held, gate.path()).unwrap();
+    let holder = gate.wait_for(1).pop().unwrap();
+    let bar = ProgressBar::hidden();
+    let all = pool
+        .with_chunksize(1)
+        .with_progress_bar(bar.clone())
+        .map_async(square, 0..100)
+        .unwrap();
+    assert!(all.cancel());
+    assert!(all.get().unwrap_err().is_cancelled());
+    holder.release();
+    blocker.get().unwrap();
+    assert_eq!(bar.position(), 0, "none of the tasks ran");
+    assert!(bar.is_finished(), "the bar was abandoned");
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn dropping_an_imap_stops_its_bar() {
+    let pool = Pool::new(2).unwrap();
+    let bar = ProgressBar::hidden();
+    let mut results = pool
+        .with_chunksize(1)
+        .with_progress_bar(bar.clone())
+        .imap(nap, [20u64; 100])
+        .unwrap();
+    results.next().unwrap().unwrap();
+    drop(results);
+    let at_drop = bar.position();
+    // Every task already sent finishes before join returns; none may move
+    // the bar.
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(bar.position(), at_drop);
+    assert!(bar.is_finished());
 }

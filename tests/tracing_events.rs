@@ -85,6 +85,7 @@ fn the_life_of_workers_is_traced_with_their_pids() {
     assert!(slow.get().unwrap_err().is_cancelled());
     let fourth = pool.worker_pids()[0];
     pool.with_chunksize(1).map(sleep_ms, [1, 1, 1, 1]).unwrap();
+    let last = pool.worker_pids();
     pool.close();
     pool.join().unwrap();
 
@@ -103,7 +104,16 @@ fn the_life_of_workers_is_traced_with_their_pids() {
     has("procpool task timed out; killing its worker", second);
     has("procpool task cancelled; killing its worker", third);
     has("procpool worker recycled after max_tasks_per_child", fourth);
-    assert!(!captured.lines_with("procpool worker exited").is_empty());
+    // At join, each last worker exits (or, a replacement not yet up, is
+    // stopped), with its pid.
+    for pid in last {
+        let ended = captured
+            .text()
+            .lines()
+            .filter(|l| l.contains("procpool worker exited") || l.contains("no longer wanted"))
+            .any(|l| l.contains(&format!("pid={pid}")));
+        assert!(ended, "no exit event for pid {pid}:\n{}", captured.text());
+    }
 }
 
 /// A program that kills a worker, with no subscriber installed.

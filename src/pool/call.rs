@@ -428,7 +428,28 @@ impl<'p, C> Call<'p, C> {
     /// ```
     #[cfg(feature = "progress")]
     pub fn with_progress(mut self) -> Self {
-        self.progress = Some(Progress::on_stderr());
+        self.progress = Some(Progress::on(indicatif::ProgressDrawTarget::stderr()));
+        self
+    }
+
+    /// Like [`with_progress`](Self::with_progress), drawn on `target`
+    /// instead of stderr (stdout, a `term_like` for tests, a hidden
+    /// target).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use indicatif::{InMemoryTerm, ProgressDrawTarget};
+    ///
+    /// let term = InMemoryTerm::new(2, 80);
+    /// let pool = procpool::Pool::new(2)?;
+    /// pool.with_chunksize(5).with_progress_to(ProgressDrawTarget::term_like(Box::new(term.clone()))).map(|x: u8| x, 0..20)?;
+    /// assert!(term.contents().contains("20/20 tasks"));
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn with_progress_to(mut self, target: indicatif::ProgressDrawTarget) -> Self {
+        self.progress = Some(Progress::on(target));
         self
     }
 

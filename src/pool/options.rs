@@ -59,6 +59,21 @@ impl Pool {
         Call::new(self).with_progress_bar(bar)
     }
 
+    /// A `map`-like call with procpool's progress bar drawn on `target`;
+    /// see [`Call::with_progress_to`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = procpool::Pool::new(2)?;
+    /// pool.with_progress_to(indicatif::ProgressDrawTarget::stdout()).map(|x: u8| x, 0..10)?;
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn with_progress_to(&self, target: indicatif::ProgressDrawTarget) -> Call<'_> {
+        Call::new(self).with_progress_to(target)
+    }
+
     /// A call whose tasks each have a hard timeout: a task still running
     /// after `timeout` is **killed together with its worker process**, its
     /// result is [`Error::TimedOut`], and the pool starts a replacement

@@ -49,10 +49,12 @@ impl Stats {
         }
     }
 
-    /// A worker finished a chunk of `count` items, `ok` of them with a value.
-    pub(crate) fn chunk_done(&self, seat: usize, ok: u32, count: u32, timing: Timing) {
+    /// A worker ran a chunk of `count` items: `ok` of them gave a value and
+    /// `failed` an error of their own (the rest, if any, are counted by
+    /// their ticket).
+    pub(crate) fn chunk_done(&self, seat: usize, ok: u32, failed: u32, count: u32, timing: Timing) {
         self.completed.fetch_add(u64::from(ok), Relaxed);
-        self.failed.fetch_add(u64::from(count - ok), Relaxed);
+        self.failed.fetch_add(u64::from(failed), Relaxed);
         let codec = timing.decode_ns.saturating_add(timing.encode_ns);
         self.task_ns.fetch_add(timing.run_ns, Relaxed);
         self.worker_codec_ns.fetch_add(codec, Relaxed);
@@ -142,7 +144,9 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Tasks that returned a value.
+    /// Tasks that returned a value, as the worker saw it: a value the
+    /// parent then fails to deserialise counts here, and reaches the caller
+    /// as [`Error::Decode`](crate::Error::Decode).
     pub tasks_completed: u64,
     /// Tasks that ended in an error: they panicked, their argument or
     /// result did not (de)serialise in the worker, or they lost their

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause};
 use crate::pool::policy::Doom;
-use crate::pool::shared::{Lifecycle, Lost, Running, Shared};
+use crate::pool::shared::{Finished, Lifecycle, Lost, Running, Shared};
 use crate::protocol::message::FromWorker;
 use crate::result::sink::{ChunkOutcome, validate};
 use crate::worker::handle::{Received, RecvError, WorkerProcess};
@@ -265,9 +265,11 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
             next.send(shared);
             BringUp::Up(worker)
         }
-        Err(_) => {
+        Err(lifecycle) => {
             shared.worker_gone(seat);
-            worker.kill_and_reap();
+            let pid = worker.pid();
+            let cause = worker.kill_and_reap();
+            tracing::debug!(pid, seat, ?lifecycle, %cause, "procpool worker stopped: the pool no longer wanted it");
             BringUp::Stopped
         }
     }
@@ -293,15 +295,24 @@ fn restart(shared: &Shared, seat: usize, first_try: BringUp) -> Option<WorkerPro
             BringUp::Stopped => return None,
             BringUp::Failed(e) => {
                 failures += 1;
-                tracing::warn!(seat, error = %e, failures, "procpool replacement worker failed to start");
+                let pid = start_pid(&e);
+                tracing::warn!(pid, seat, error = %e, failures, "procpool replacement worker failed to start");
                 if failures == RESTART_ATTEMPTS {
-                    tracing::error!(seat, error = %e, "procpool gave up refilling a worker seat");
+                    tracing::error!(pid, seat, error = %e, "procpool gave up refilling a worker seat");
                     shared.seat_gave_up(seat, e);
                     return None;
                 }
             }
         }
         attempt = spawn_registered(shared, seat);
+    }
+}
+
+/// The pid of a worker that failed to start (0 if none was started).
+fn start_pid(error: &Error) -> u32 {
+    match error {
+        Error::WorkerStart { pid, .. } | Error::Initializer { pid, .. } => *pid,
+        _ => 0,
     }
 }
 
@@ -336,10 +347,18 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                     Ok(ok) => ok,
                     Err(e) => return Stop::Broken(e.0),
                 };
-                let (ticket, retire, busy) = match shared.finished(seat, job, count) {
+                let Finished {
+                    ticket,
+                    retire,
+                    busy,
+                    killed,
+                } = match shared.finished(seat, job, count) {
                     Ok(done) => done,
                     Err(message) => return Stop::Broken(message),
                 };
+                if let Some(killed) = killed {
+                    killed.log();
+                }
                 // What the task printed comes before its result.
                 if fresh {
                     output.drain();
@@ -360,8 +379,8 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 let replacement = retire.then(|| spawn_registered(shared, seat));
                 let cancelled = ticket.call.is_cancelled();
                 // A dropped result counts as failed, when its ticket fails.
-                let counted = if cancelled { 0 } else { count };
-                shared.stats.chunk_done(seat, ok.min(counted), counted, timing);
+                let (ok, failed) = if cancelled { (0, 0) } else { (ok, count - ok) };
+                shared.stats.chunk_done(seat, ok, failed, count, timing);
                 let decoding = Instant::now();
                 match cancelled {
                     // Cancelled while it ran (sent ahead, or done just as

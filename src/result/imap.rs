@@ -126,7 +126,7 @@ impl<'a, R> Stream<'a, R> {
             self.fill();
             if self.received == self.submitted {
                 if let Some(progress) = self.progress.take() {
-                    progress.finish();
+                    progress.finish(None);
                 }
                 return Err(true);
             }
@@ -176,6 +176,16 @@ impl<'a, R> Stream<'a, R> {
     }
 }
 
+impl<R> Drop for Stream<'_, R> {
+    fn drop(&mut self) {
+        // Dropped before its end: the tasks still running are nobody's
+        // progress any more.
+        if let Some(progress) = self.progress.take() {
+            progress.stop();
+        }
+    }
+}
+
 impl<R> fmt::Debug for Stream<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
@@ -202,8 +212,11 @@ pub struct IMap<'a, R>(pub(crate) Stream<'a, R>);
 
 impl<'a, R> IMap<'a, R> {
     /// The same results as a [`futures_core::Stream`], for `async` code:
-    /// polling never blocks; the pool wakes the task when results come in.
-    /// Works on any executor.
+    /// polling never waits for a result; the pool wakes the task when
+    /// results come in. Works on any executor. A poll does top the window
+    /// up from your input iterator (encoding its items and handing them to
+    /// idle workers), so give a stream an input that is ready, such as a
+    /// range or a `Vec`: an input that itself waits waits inside the poll.
     ///
     /// # Examples
     ///
@@ -290,7 +303,8 @@ impl<R> fmt::Debug for IMapUnordered<'_, R> {
 
 /// The results of an `imap` or `imap_unordered` as a
 /// [`futures_core::Stream`]: made by [`IMap::into_stream`] and
-/// [`IMapUnordered::into_stream`]. Polling never blocks the executor.
+/// [`IMapUnordered::into_stream`]. Polling never waits for a result (see
+/// [`IMap::into_stream`] for the input side).
 ///
 /// # Examples
 ///

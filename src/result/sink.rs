@@ -204,9 +204,6 @@ impl<R: Send + 'static> Collect<R> {
         let Some(resolver) = state.resolver.take() else {
             return;
         };
-        if let Some(progress) = &self.progress {
-            progress.finish();
-        }
         let result = match state.error.take() {
             Some((_, error)) => Err(error),
             None => {
@@ -219,6 +216,9 @@ impl<R: Send + 'static> Collect<R> {
             }
         };
         drop(state);
+        if let Some(progress) = &self.progress {
+            progress.finish(result.as_ref().err());
+        }
         resolver.resolve(result);
     }
 }
@@ -252,7 +252,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
             }
         }
         if let Some(progress) = &self.progress {
-            progress.advance(meta.count);
+            progress.advance(meta.count, first_error.as_ref().map(|(_, e)| e));
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.done += meta.count as usize;
@@ -298,11 +298,13 @@ impl<R> Forward<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
+        if let (Some(progress), ChunkOutcome::Failed(error)) = (&self.progress, &outcome) {
+            progress.advance(meta.count, Some(error));
+        } else if let Some(progress) = &self.progress {
+            progress.advance(meta.count, None);
+        }
         // The iterator may be gone; then nobody wants the results.
         let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
-        if let Some(progress) = &self.progress {
-            progress.advance(meta.count);
-        }
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(waker) = waker {
             waker.wake();

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::kill::Killed;
 use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
 use crate::error::ExitCause;
@@ -118,6 +119,18 @@ impl Running {
             None => Err(self.ticket),
         }
     }
+}
+
+/// What [`Shared::finished`] tells the supervisor.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) ticket: Ticket,
+    /// The worker's task budget is spent: replace it.
+    pub(crate) retire: bool,
+    /// The worker holds more jobs (it has started the next).
+    pub(crate) busy: bool,
+    /// The job it runs now was cancelled and is being killed: log it.
+    pub(crate) killed: Option<Killed>,
 }
 
 impl Shared {
@@ -337,7 +350,7 @@ impl Shared {
     /// replaced (its task budget is spent), and whether it holds more jobs
     /// (it has started the next). `Err` if that is not the job it runs (the
     /// seat keeps its jobs).
-    pub(crate) fn finished(&self, seat: usize, job: u64, count: u32) -> Result<(Ticket, bool, bool), String> {
+    pub(crate) fn finished(&self, seat: usize, job: u64, count: u32) -> Result<Finished, String> {
         let mut state = self.lock();
         let s = &mut state.seats[seat];
         match s.inflight.front() {
@@ -355,13 +368,18 @@ impl Shared {
         s.deadline = None;
         // The job it runs now was cancelled while it waited: kill it as a
         // running job is killed.
-        if s.inflight.front().is_some_and(|r| r.ticket.call.is_cancelled()) {
-            s.doom(Doom::Cancelled);
-        }
+        let killed = match s.inflight.front().is_some_and(|r| r.ticket.call.is_cancelled()) {
+            true => s.doom(Doom::Cancelled),
+            false => None,
+        };
         // A spent worker is replaced once its last job is done; one being
         // killed (its job was done just in time) is not.
-        let retire = s.retiring && s.inflight.is_empty() && s.doom.is_none();
-        Ok((running.ticket, retire, !s.inflight.is_empty()))
+        Ok(Finished {
+            ticket: running.ticket,
+            retire: s.retiring && s.inflight.is_empty() && s.doom.is_none(),
+            busy: !s.inflight.is_empty(),
+            killed,
+        })
     }
 
     /// After the worker of `seat` finished jobs: sends it more, if some

@@ -14,22 +14,38 @@ use crate::sys;
 
 impl Seat {
     /// Kills the worker on purpose, for the job it is running (if any).
-    pub(super) fn doom(&mut self, doom: Doom) -> bool {
+    /// Returns what to log once the state lock is released (a subscriber
+    /// may call into the pool).
+    pub(super) fn doom(&mut self, doom: Doom) -> Option<Killed> {
         match (self.pid, self.inflight.front(), self.doom) {
             (Some(pid), Some(running), None) => {
                 let target = running.ticket.id;
-                match doom {
-                    Doom::TimedOut(after) => {
-                        tracing::warn!(pid, ?after, "procpool task timed out; killing its worker")
-                    }
-                    Doom::Cancelled => tracing::info!(pid, "procpool task cancelled; killing its worker"),
-                }
                 self.doom = Some((doom, target));
                 self.deadline = None;
                 sys::process::kill(pid);
-                true
+                Some(Killed { pid, doom })
             }
-            _ => false,
+            _ => None,
+        }
+    }
+}
+
+/// A worker the pool killed on purpose, to be logged.
+#[derive(Debug)]
+pub(crate) struct Killed {
+    pid: u32,
+    doom: Doom,
+}
+
+impl Killed {
+    /// Emits the `tracing` event (never under the state lock).
+    pub(crate) fn log(&self) {
+        let pid = self.pid;
+        match self.doom {
+            Doom::TimedOut(after) => {
+                tracing::warn!(pid, ?after, "procpool task timed out; killing its worker")
+            }
+            Doom::Cancelled => tracing::info!(pid, "procpool task cancelled; killing its worker"),
         }
     }
 }
@@ -64,13 +80,14 @@ impl Shared {
         while state.lifecycle.replaces_workers() {
             let now = Instant::now();
             let mut next: Option<Instant> = None;
+            let mut killed = Vec::new();
             for seat in &mut state.seats {
                 match seat.deadline {
                     Some(at) if at <= now => {
                         let after = seat.inflight.front().and_then(|r| r.ticket.policy.timeout);
                         seat.deadline = None;
                         if let Some(after) = after {
-                            seat.doom(Doom::TimedOut(after));
+                            killed.extend(seat.doom(Doom::TimedOut(after)));
                         }
                     }
                     Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
@@ -78,6 +95,12 @@ impl Shared {
                 }
             }
             state.timer_wakes_at = next;
+            if !killed.is_empty() {
+                drop(state);
+                killed.iter().for_each(Killed::log);
+                state = self.lock();
+                continue;
+            }
             state = match next {
                 None => self.timer_wake.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(at) => {
@@ -102,18 +125,21 @@ impl Shared {
                 .into_iter()
                 .partition(|job| Arc::ptr_eq(&job.ticket.call, token));
             state.queue = kept;
-            let mut killed = false;
+            let mut killed = Vec::new();
+            let mut waiting = false;
             for seat in &mut state.seats {
                 let ours = |r: &Running| Arc::ptr_eq(&r.ticket.call, token);
                 if seat.inflight.front().is_some_and(ours) {
-                    killed |= seat.doom(Doom::Cancelled);
+                    killed.extend(seat.doom(Doom::Cancelled));
                 } else if seat.inflight.iter().any(ours) {
-                    killed = true;
+                    waiting = true;
                 }
             }
-            (dropped, killed)
+            (dropped, (killed, waiting))
         };
-        let found = killed || !dropped.is_empty();
+        let (killed, waiting) = killed;
+        killed.iter().for_each(Killed::log);
+        let found = waiting || !killed.is_empty() || !dropped.is_empty();
         for job in dropped {
             job.fail(Error::Cancelled);
         }

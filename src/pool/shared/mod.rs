@@ -53,7 +53,7 @@ use crate::worker::handle::{Channel, StartConfig};
 mod dispatch;
 mod kill;
 
-pub(crate) use dispatch::{Running, Sends};
+pub(crate) use dispatch::{Finished, Running, Sends};
 
 /// Where a pool is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
