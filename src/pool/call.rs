@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::pool::Pool;
-use crate::pool::callbacks::Callbacks;
+use crate::pool::callbacks::{Callbacks, IntoCallbacks, NoCallbacks};
 use crate::pool::engine::{apply, map, stream};
 use crate::pool::policy::TaskPolicy;
 use crate::progress::Progress;
@@ -54,59 +54,6 @@ pub struct Call<'p, C = NoCallbacks> {
     retries: Option<u32>,
     progress: Option<Progress>,
     callbacks: C,
-}
-
-/// The callback state of a [`Call`] without callbacks.
-///
-/// # Examples
-///
-/// ```
-/// let pool = procpool::Pool::new(1)?;
-/// let call: procpool::Call<'_, procpool::NoCallbacks> = pool.with_chunksize(2);
-/// assert_eq!(call.map(|x: u8| x, 0..3)?, [0, 1, 2]);
-/// # Ok::<(), procpool::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoCallbacks;
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::NoCallbacks {}
-    impl<T> Sealed for super::Callbacks<T> {}
-}
-
-/// The callback states of a [`Call`] that can deliver to a result of type
-/// `T`. Sealed: implemented by [`NoCallbacks`] and [`Callbacks<T>`]; it only
-/// appears in bounds.
-///
-/// # Examples
-///
-/// ```
-/// use procpool::{AsyncResult, Call, IntoCallbacks};
-///
-/// // A helper that accepts a call with or without callbacks.
-/// fn double_later<C: IntoCallbacks<u32>>(call: Call<'_, C>, x: u32) -> procpool::Result<AsyncResult<u32>> {
-///     call.apply_async(|x: u32| x * 2, x)
-/// }
-/// let pool = procpool::Pool::new(1)?;
-/// assert_eq!(double_later(pool.with_callback(|_: &u32| {}), 4)?.get()?, 8);
-/// # Ok::<(), procpool::Error>(())
-/// ```
-pub trait IntoCallbacks<T>: sealed::Sealed {
-    #[doc(hidden)]
-    fn into_callbacks(self) -> Option<Callbacks<T>>;
-}
-
-impl<T> IntoCallbacks<T> for NoCallbacks {
-    fn into_callbacks(self) -> Option<Callbacks<T>> {
-        None
-    }
-}
-
-impl<T> IntoCallbacks<T> for Callbacks<T> {
-    fn into_callbacks(self) -> Option<Callbacks<T>> {
-        Some(self)
-    }
 }
 
 impl<'p> Call<'p, NoCallbacks> {

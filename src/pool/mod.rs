@@ -24,8 +24,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
-pub use call::{Call, IntoCallbacks, NoCallbacks};
-pub use callbacks::Callbacks;
+pub use call::Call;
+pub use callbacks::{Callbacks, IntoCallbacks, NoCallbacks};
 pub use stats::{PoolStats, WorkerStats};
 
 use crate::error::Error;
