@@ -123,11 +123,15 @@ impl Output {
     }
 
     /// Passes on every complete line the worker has written so far. This
-    /// runs before every result: when the worker printed nothing, it costs
-    /// one `poll` and no lock.
+    /// runs before results are delivered: when the worker printed nothing,
+    /// it costs one `poll` and an uncontended lock.
     pub(crate) fn drain(&self) {
         if self.shared.has_output() {
             self.shared.pump(false, DRAIN_TURN);
+        } else {
+            // Empty pipes may mean the relay thread has just read them and
+            // is writing the lines out: taking its lock waits for that.
+            drop(self.shared.lock());
         }
     }
 
@@ -290,12 +294,40 @@ fn complete_lines(partial: &mut Vec<u8>, rest: bool) -> usize {
     complete
 }
 
+/// The most a write to a pipe may hold and stay in one piece (`PIPE_BUF`).
+const ATOMIC_WRITE: usize = 4096;
+
 /// Writes whole lines to the parent's descriptor, with `write(2)` directly:
 /// not through Rust's `Stdout`/`Stderr`, whose locks a parent thread may
 /// hold while it waits for a result (which would deadlock the relay). Each
-/// call writes complete lines, so they do not splice into the parent's own
-/// lines either (Rust's stdout also writes whole lines).
+/// write holds whole lines and at most [`ATOMIC_WRITE`] bytes where it can,
+/// so that lines from several workers (and the parent's own) never splice
+/// into each other on a pipe; only a line longer than that goes alone, in
+/// pieces.
 fn emit(target: Target, mut lines: &[u8]) {
+    while !lines.is_empty() {
+        let cut = next_write(lines);
+        write_all(target, &lines[..cut]);
+        lines = &lines[cut..];
+    }
+}
+
+/// How much of `lines` the next write takes: all of it if it fits in an
+/// atomic write, else the whole lines that do, else the first line.
+fn next_write(lines: &[u8]) -> usize {
+    if lines.len() <= ATOMIC_WRITE {
+        return lines.len();
+    }
+    match lines[..ATOMIC_WRITE].iter().rposition(|&b| b == b'\n') {
+        Some(at) => at + 1,
+        None => lines
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(lines.len(), |at| at + 1),
+    }
+}
+
+fn write_all(target: Target, mut lines: &[u8]) {
     let (stdout, stderr) = (io::stdout(), io::stderr());
     let fd = match target {
         Target::Stdout => stdout.as_fd(),
@@ -336,6 +368,30 @@ mod tests {
             failed_allocation(b"note: memory allocation of 5 bytes failed\n"),
             None
         );
+    }
+
+    #[test]
+    fn long_batches_are_cut_at_line_ends_into_atomic_writes() {
+        let line = [b'x'; 99];
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.extend_from_slice(&line);
+            batch.push(b'\n');
+        }
+        let mut rest = &batch[..];
+        let mut writes = 0;
+        while !rest.is_empty() {
+            let cut = next_write(rest);
+            assert!(cut <= ATOMIC_WRITE && rest[cut - 1] == b'\n', "cut at {cut}");
+            rest = &rest[cut..];
+            writes += 1;
+        }
+        assert_eq!(writes, 3, "10,000 bytes of 100-byte lines: 40 + 40 + 20 lines");
+        // A line longer than an atomic write goes alone, whole.
+        let mut long = vec![b'y'; 5000];
+        long.extend_from_slice(b"\nshort\n");
+        assert_eq!(next_write(&long), 5001);
+        assert_eq!(next_write(b"ab\ncd"), 5);
     }
 
     #[test]
