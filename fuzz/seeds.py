@@ -59,7 +59,8 @@ def item(tag, body):
 
 
 def done(job, items):
-    return frame(DONE, struct.pack("<QI", job, len(items)) + b"".join(items))
+    # job id, item count, then three timings (decode, run, encode ns): protocol 2
+    return frame(DONE, struct.pack("<QIQQQ", job, len(items), 0, 0, 0) + b"".join(items))
 
 
 def task(job, entry, func, signature, items):
