@@ -54,7 +54,7 @@ const REJECT: u8 = 0x82;
 #[test]
 fn a_worker_refuses_a_parent_running_another_executable() {
     let (dev, ino) = this_executable();
-    let value = format!("v2;fd={{fd}};dev={dev};ino={};layout=0", ino + 1);
+    let value = format!("v3;fd={{fd}};dev={dev};ino={};layout=0", ino + 1);
     let (message, code, _) = start_worker_by_hand(&value);
     let (kind, reason) = message.expect("the worker said nothing");
     assert_eq!(kind, REJECT);
@@ -65,7 +65,7 @@ fn a_worker_refuses_a_parent_running_another_executable() {
 #[test]
 fn a_worker_refuses_a_parent_running_another_build() {
     let (dev, ino) = this_executable();
-    let value = format!("v2;fd={{fd}};dev={dev};ino={ino};layout=deadbeef");
+    let value = format!("v3;fd={{fd}};dev={dev};ino={ino};layout=deadbeef");
     let (message, code, _) = start_worker_by_hand(&value);
     let (kind, reason) = message.expect("the worker said nothing");
     assert_eq!(kind, REJECT);

@@ -357,3 +357,23 @@ fn jobs_sent_ahead_to_a_dying_worker_run_elsewhere() {
     }
     assert_pool_whole(&pool);
 }
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn a_task_handed_to_a_worker_killed_while_idle_runs_elsewhere() {
+    let pool = Pool::new(1).unwrap();
+    for round in 0..20 {
+        // Kill the idle worker and hand it a task at once, before its
+        // supervisor can notice: the task never started there, so it runs
+        // on the replacement, and nothing fails.
+        let victim = pool.worker_pids()[0];
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        let ran_on = pool
+            .apply(pid_of, round)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_ne!(ran_on, victim, "round {round}");
+    }
+}

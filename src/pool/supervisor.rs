@@ -176,6 +176,18 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
     let Some(running) = held.pop_front() else {
         return;
     };
+    // A worker that died on its own before it started the job it was
+    // handed (killed while idle, just as the job was sent): the job never
+    // ran, and runs elsewhere without counting an attempt.
+    let never_started = worker.started_job().is_some_and(|job| job != running.ticket.id);
+    if never_started
+        && lost.doom.is_none()
+        && lost.lifecycle != Lifecycle::Terminated
+        && matches!(stop, Stop::Closed)
+    {
+        held.push_front(running);
+        return shared.requeue_unstarted(held, pid);
+    }
     shared.requeue_unstarted(held, pid);
     let error = match (lost.lifecycle, lost.doom, stop) {
         (Lifecycle::Terminated, _, _) => Error::Terminated,

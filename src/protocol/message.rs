@@ -3,6 +3,7 @@
 //! | kind | direction | body |
 //! |------|-----------|------|
 //! | `TASK` (0x01) | parent → worker | job id u64, [`Call`] (entry u64, function u64, signature u64), item count u32, items |
+//! | `MARK` (0x02) | parent → worker | empty; the worker's started-job marker (a shared page) rides along as a descriptor, right after `READY` |
 //! | `READY` (0x81) | worker → parent | protocol version u32, pid u32 |
 //! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
 //! | `DONE` (0x83) | worker → parent | job id u64, item count u32, [`Timing`] (3 × u64 ns), item results |
@@ -16,6 +17,9 @@ use super::frame;
 use super::function::{Call, FunctionId};
 
 pub(crate) const TASK: u8 = 0x01;
+/// Parent → worker, right after `READY`: an empty body, with the worker's
+/// started-job marker (a shared page) attached as a descriptor.
+pub(crate) const MARK: u8 = 0x02;
 pub(crate) const READY: u8 = 0x81;
 pub(crate) const REJECT: u8 = 0x82;
 pub(crate) const DONE: u8 = 0x83;
@@ -137,6 +141,14 @@ pub(crate) fn finish_done(
     buf[h + 20..h + 28].copy_from_slice(&timing.run_ns.to_le_bytes());
     buf[h + 28..h + 36].copy_from_slice(&timing.encode_ns.to_le_bytes());
     frame::finish(buf, DONE, max_body).map(drop)
+}
+
+/// A whole `MARK` frame (the descriptor travels beside it).
+pub(crate) fn mark_frame() -> Vec<u8> {
+    let mut buf = Vec::new();
+    frame::start(&mut buf);
+    frame::finish(&mut buf, MARK, 0).expect("empty frame");
+    buf
 }
 
 /// A whole `READY` frame.

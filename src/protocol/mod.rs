@@ -21,7 +21,7 @@ pub(crate) mod items;
 pub(crate) mod message;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

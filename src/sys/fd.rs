@@ -102,3 +102,62 @@ pub(crate) fn send_all_vectored(stream: &UnixStream, bufs: &[&[u8]]) -> io::Resu
     }
     Ok(())
 }
+
+/// Sends `bytes` (a small frame) with the descriptor `fd` attached.
+pub(crate) fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: &OwnedFd) -> io::Result<()> {
+    use std::io::IoSlice;
+
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let control = [ControlMessage::ScmRights(&fds)];
+    let sent = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        &control,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    // The descriptor went with the first byte; the rest is plain data.
+    send_all(stream, &bytes[sent..])
+}
+
+/// Reads exactly `buf.len()` bytes (a small frame sent with
+/// [`send_with_fd`]) and the descriptor that came with them, reading no
+/// further than the frame.
+pub(crate) fn recv_with_fd(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<OwnedFd>> {
+    use std::io::IoSliceMut;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut got = 0;
+    let mut received = None;
+    while got < buf.len() {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf[got..])];
+        let msg = match recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => msg,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if msg.bytes == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    // SAFETY: the kernel just installed this descriptor in
+                    // our table for this message; we are its only owner.
+                    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                    received.get_or_insert(fd);
+                }
+            }
+        }
+        got += msg.bytes;
+    }
+    Ok(received)
+}

@@ -7,3 +7,4 @@ mod ctor;
 pub(crate) mod entry;
 pub(crate) mod fd;
 pub(crate) mod process;
+pub(crate) mod shm;

@@ -12,6 +12,7 @@ use crate::protocol::message::{self, ToWorker};
 use crate::protocol::{PROTOCOL_VERSION, items};
 use crate::sys;
 use crate::sys::entry::CodeRange;
+use crate::sys::shm::Marker;
 use crate::worker::panics;
 
 /// The worker's `main`: never returns.
@@ -56,7 +57,12 @@ pub(crate) fn run(value: OsString) -> ! {
     if sys::fd::send_all(&channel, &message::ready_frame(std::process::id())).is_err() {
         sys::process::exit_now(0);
     }
-    let exit_code = serve(&channel, &code);
+    let marker = match receive_marker(&channel) {
+        Ok(marker) => marker,
+        // The parent is gone, or is not procpool.
+        Err(e) => sys::process::exit_now(fault(&channel, &format!("no marker page from the parent: {e}"))),
+    };
+    let exit_code = serve(&channel, &code, &marker);
     flush_output();
     sys::process::exit_now(exit_code)
 }
@@ -81,8 +87,21 @@ fn check(env: &WorkerEnv) -> Result<(), String> {
     }
 }
 
+/// Receives the `MARK` frame and the page it carries.
+fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    let fd = sys::fd::recv_with_fd(channel, &mut header).map_err(|e| e.to_string())?;
+    match frame::parse_header(&header, 0) {
+        Ok((message::MARK, 0)) => {}
+        Ok((kind, len)) => return Err(format!("expected MARK, got kind {kind:#04x} of {len} bytes")),
+        Err(e) => return Err(e.0),
+    }
+    let fd = fd.ok_or("the MARK frame came without a descriptor")?;
+    Marker::adopt(&fd).map_err(|e| e.to_string())
+}
+
 /// Serves tasks until the channel closes; returns the exit code.
-fn serve(channel: &UnixStream, code: &CodeRange) -> i32 {
+fn serve(channel: &UnixStream, code: &CodeRange, marker: &Marker) -> i32 {
     let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut body = Vec::new();
     let mut out = Vec::new();
@@ -112,6 +131,8 @@ fn serve(channel: &UnixStream, code: &CodeRange) -> i32 {
                 &format!("entry id {:#x} is outside this executable's code", call.entry.0),
             );
         };
+        // From here on the job counts as started if the worker dies.
+        marker.set(job);
         message::start_done(&mut out);
         let timing = match entry(call, code, items, &mut out) {
             Ok((n, timing)) if n == count => timing,

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use crate::bootstrap::{ENV_VAR, Identity, WORKER_ARG, WorkerEnv};
 use crate::error::{Error, ExitCause};
 use crate::protocol::frame::{self, ReadError};
-use crate::protocol::message::FromWorker;
+use crate::protocol::message::{self, FromWorker};
 use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
 use crate::sys;
+use crate::sys::shm::Marker;
 use crate::worker::output::{ExitWatch, Output};
 
 /// How long a worker that ended its handshake early may take to exit.
@@ -136,6 +137,8 @@ pub(crate) struct WorkerProcess {
     channel: Arc<Channel>,
     body: Vec<u8>,
     max_body: usize,
+    /// Where the worker records the job it starts (once it is ready).
+    marker: Option<Marker>,
 }
 
 impl WorkerProcess {
@@ -199,6 +202,7 @@ impl WorkerProcess {
             channel,
             body: Vec::new(),
             max_body: config.max_body,
+            marker: None,
         })
     }
 
@@ -270,6 +274,11 @@ impl WorkerProcess {
         };
         match FromWorker::decode(kind, &self.body) {
             Ok(FromWorker::Ready { protocol, pid }) if protocol == PROTOCOL_VERSION && pid == self.pid => {
+                // Its started-job marker, before anything else is sent.
+                let (marker, fd) = Marker::create().map_err(|e| exiting(format!("no marker page: {e}")))?;
+                sys::fd::send_with_fd(&self.channel.stream, &message::mark_frame(), &fd)
+                    .map_err(|e| exiting(format!("sending its marker page failed: {e}")))?;
+                self.marker = Some(marker);
                 Ok(())
             }
             Ok(FromWorker::Ready { protocol, pid }) => Err(exiting(format!(
@@ -348,6 +357,11 @@ impl WorkerProcess {
                 "its answer to the initializer is not protocol: {e}"
             ))),
         }
+    }
+
+    /// The id of the job the worker last started (0 if none).
+    pub(crate) fn started_job(&self) -> Option<u64> {
+        self.marker.as_ref().map(Marker::get)
     }
 
     /// The worker's process id.

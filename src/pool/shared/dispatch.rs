@@ -30,22 +30,9 @@ use crate::worker::handle::Channel;
 /// worker busy writing a large result.
 const AHEAD_BYTES: usize = 64 * 1024;
 
-/// The bytes of a task frame on its way to a worker: kept (shared) when
-/// the task may have to be sent again.
-#[derive(Debug)]
-enum Frame {
-    Owned(Vec<u8>),
-    Kept(Arc<Vec<u8>>),
-}
-
-impl Frame {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Frame::Owned(bytes) => bytes,
-            Frame::Kept(bytes) => bytes,
-        }
-    }
-}
+/// The bytes of a task frame on its way to a worker, shared with the
+/// seat that holds the job (to send it again if need be).
+type Frame = Arc<Vec<u8>>;
 
 /// Jobs to send to the worker of one seat, in one write.
 #[derive(Debug)]
@@ -68,11 +55,12 @@ impl Sends {
     pub(crate) fn send(self, shared: &Shared) {
         for d in self.0 {
             let sent = {
-                let bytes: Vec<&[u8]> = d.frames.iter().map(Frame::bytes).collect();
+                let bytes: Vec<&[u8]> = d.frames.iter().map(|f| f.as_slice()).collect();
                 d.channel.send_frames(&bytes)
             };
             if sent.is_err() {
-                shared.undelivered(d.seat, &d.channel, d.jobs, d.frames);
+                drop(d.frames);
+                shared.undelivered(d.seat, &d.channel, &d.jobs);
             }
         }
     }
@@ -193,10 +181,10 @@ impl Shared {
         self.requeue(again.into_iter());
     }
 
-    /// The jobs `jobs` (with their frames) sent to `seat` did not reach
+    /// The jobs `jobs` sent to `seat` did not reach
     /// its worker (its channel is closed: it is dead). Those the seat still
     /// holds go back to the front of the queue.
-    fn undelivered(&self, seat: usize, channel: &Arc<Channel>, jobs: Vec<u64>, frames: Vec<Frame>) {
+    fn undelivered(&self, seat: usize, channel: &Arc<Channel>, jobs: &[u64]) {
         let mut taken = Vec::new();
         {
             let mut state = self.lock();
@@ -216,23 +204,8 @@ impl Shared {
         // A worker that cannot be written to is dead or broken: make sure
         // its supervisor replaces it.
         channel.cut();
-        let mut frames: Vec<(u64, Frame)> = jobs.into_iter().zip(frames).collect();
-        let back = taken.into_iter().rev().map(|running| {
-            let at = frames
-                .iter()
-                .position(|(id, _)| *id == running.ticket.id)
-                .expect("every job sent has its frame");
-            let frame = match frames.swap_remove(at).1 {
-                Frame::Owned(bytes) => bytes,
-                Frame::Kept(bytes) => Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()),
-            };
-            Job {
-                frame,
-                ticket: running.ticket,
-                unsendable: None,
-            }
-        });
-        self.requeue(back.collect::<Vec<_>>().into_iter());
+        // The jobs keep their frames; no worker ran them (pid 0: none).
+        self.requeue_unstarted(taken.into_iter().rev().collect(), 0);
     }
 
     /// Hands queued jobs to idle workers while there are both.
@@ -320,12 +293,10 @@ impl Shared {
         }
         let runs_now = s.inflight.is_empty();
         let len = job.frame.len();
-        let (frame, kept) = if job.ticket.may_retry() || !runs_now {
-            let frame = Arc::new(job.frame);
-            (Frame::Kept(Arc::clone(&frame)), Some(frame))
-        } else {
-            (Frame::Owned(job.frame), None)
-        };
+        // Kept, shared with the send: a job whose worker dies before it
+        // starts it is sent again (and one that may be retried, too).
+        let frame = Arc::new(job.frame);
+        let kept = Some(Arc::clone(&frame));
         let deadline = match runs_now {
             true => job.ticket.policy.timeout.map(|t| Instant::now() + t),
             false => None,
