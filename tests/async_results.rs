@@ -15,6 +15,19 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Lets the first task that reaches `gate` through, from the executor's own
+/// thread (yielding until one arrives); returns its pid.
+async fn release_first(gate: &common::Gate) -> u32 {
+    loop {
+        if let Some(held) = gate.try_next() {
+            let pid = held.pid;
+            held.release();
+            return pid;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn awaiting_a_result_leaves_the_executor_free() {
     let pool = Pool::new(1).unwrap();
@@ -22,17 +35,7 @@ async fn awaiting_a_result_leaves_the_executor_free() {
     let task = pool.apply_async(held, gate.path()).unwrap();
     // The task waits at the gate until another task on this same thread
     // lets it through: if awaiting blocked the thread, it never would.
-    let release = async {
-        loop {
-            if let Some(held) = gate.try_next() {
-                let pid = held.pid;
-                held.release();
-                return pid;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    let (result, released) = tokio::join!(task, release);
+    let (result, released) = tokio::join!(task, release_first(&gate));
     assert_eq!(result.unwrap(), released);
 }
 
@@ -95,17 +98,7 @@ async fn polling_a_stream_leaves_the_executor_free() {
     let mut stream = pool.imap(held_then, [gate.path()]).unwrap().into_stream();
     // As for a result: the task waits at a gate that another task on this
     // same thread opens.
-    let release = async {
-        loop {
-            if let Some(held) = gate.try_next() {
-                let pid = held.pid;
-                held.release();
-                return pid;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    let (first, released) = tokio::join!(stream.next(), release);
+    let (first, released) = tokio::join!(stream.next(), release_first(&gate));
     assert_eq!(first.unwrap().unwrap(), released);
     assert!(stream.next().await.is_none());
 }
