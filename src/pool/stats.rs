@@ -29,6 +29,9 @@ const AHEAD_NS: u64 = 200_000;
 /// The most jobs a worker holds at once.
 const MAX_DEPTH: u64 = 64;
 
+/// Jobs at least this long are never sent ahead.
+const LONG_NS: u64 = 5_000_000;
+
 #[derive(Debug, Default)]
 struct SeatStats {
     tasks: AtomicU64,
@@ -63,8 +66,10 @@ impl Stats {
         s.tasks.fetch_add(u64::from(count), Relaxed);
         s.busy_ns.fetch_add(busy, Relaxed);
         // Racy read-modify-write: a lost update only delays the average.
+        // It rises at once with a longer job (sending ahead stops before
+        // long jobs pile up behind each other) and falls slowly.
         let old = self.job_ns.load(Relaxed);
-        let new = if old == 0 {
+        let new = if busy >= old {
             busy.max(1)
         } else {
             (old * 7 + busy) / 8
@@ -73,11 +78,15 @@ impl Stats {
     }
 
     /// How many jobs a worker should hold: 1 until a job has finished,
-    /// then enough short jobs to cover [`AHEAD_NS`], at most [`MAX_DEPTH`].
+    /// then, for jobs shorter than [`LONG_NS`], the running job and enough
+    /// jobs ahead to cover [`AHEAD_NS`] (at least one), at most
+    /// [`MAX_DEPTH`]. Longer jobs are sent one at a time: a job waiting
+    /// behind a long one could have run on a worker that frees up.
     pub(crate) fn depth(&self) -> usize {
         match self.job_ns.load(Relaxed) {
             0 => 1,
-            ns => (AHEAD_NS / ns).clamp(1, MAX_DEPTH) as usize,
+            ns if ns >= LONG_NS => 1,
+            ns => (1 + AHEAD_NS.div_ceil(ns)).min(MAX_DEPTH) as usize,
         }
     }
 

@@ -247,10 +247,12 @@ impl Shared {
             let Some(next) = state.queue.front() else { break };
             if let Some(running) = s.inflight.front() {
                 let ahead: usize = s.inflight.iter().skip(1).map(|r| r.len).sum();
-                // Only from a queue that keeps every other worker busy too:
-                // a job sent ahead cannot move to a worker that frees up.
+                // Only from a queue that keeps every other worker busy too,
+                // and no more than a fair share of it: a job sent ahead
+                // cannot move to a worker that frees up.
                 let room = s.inflight.len() < depth
                     && state.queue.len() > self.processes
+                    && s.inflight.len() <= state.queue.len() / self.processes
                     && running.ticket.policy.timeout.is_none()
                     && next.ticket.policy.timeout.is_none()
                     && ahead + next.frame.len() <= AHEAD_BYTES;
