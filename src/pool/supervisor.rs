@@ -171,7 +171,7 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
     if lost.stray_kill && lost.lifecycle != Lifecycle::Terminated {
         // The pool killed this worker for a job that finished in time: what
         // it ran next did nothing wrong and runs again.
-        return shared.requeue_unstarted(held, pid);
+        return shared.requeue_unstarted(held);
     }
     let Some(running) = held.pop_front() else {
         return;
@@ -186,9 +186,9 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
         && matches!(stop, Stop::Closed)
     {
         held.push_front(running);
-        return shared.requeue_unstarted(held, pid);
+        return shared.requeue_unstarted(held);
     }
-    shared.requeue_unstarted(held, pid);
+    shared.requeue_unstarted(held);
     let error = match (lost.lifecycle, lost.doom, stop) {
         (Lifecycle::Terminated, _, _) => Error::Terminated,
         (_, Some(Doom::TimedOut(after)), _) => Error::TimedOut {

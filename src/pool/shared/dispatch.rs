@@ -19,10 +19,8 @@ use std::time::Instant;
 use super::kill::Killed;
 use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
-use crate::error::ExitCause;
 use crate::pool::job::{Job, Ticket};
 use crate::pool::policy::Doom;
-use crate::result::sink::ChunkOutcome;
 use crate::worker::handle::Channel;
 
 /// The most bytes of task frames a worker is sent ahead of the job it
@@ -54,9 +52,12 @@ impl Sends {
     /// back to the queue, without counting as an attempt.
     pub(crate) fn send(self, shared: &Shared) {
         for d in self.0 {
-            let sent = {
-                let bytes: Vec<&[u8]> = d.frames.iter().map(|f| f.as_slice()).collect();
-                d.channel.send_frames(&bytes)
+            let sent = match d.frames.as_slice() {
+                [one] => d.channel.send(one),
+                frames => {
+                    let bytes: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+                    d.channel.send_frames(&bytes)
+                }
             };
             if sent.is_err() {
                 drop(d.frames);
@@ -70,9 +71,9 @@ impl Sends {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) ticket: Ticket,
-    /// The frame, kept for a retry, or to send it again if it was sent
-    /// ahead and never ran.
-    frame: Option<Arc<Vec<u8>>>,
+    /// The frame, kept for a retry, or to send it again if the job never
+    /// started.
+    frame: Frame,
     /// Its size, counted against [`AHEAD_BYTES`].
     len: usize,
 }
@@ -80,31 +81,21 @@ pub(crate) struct Running {
 impl Running {
     /// The job again, for another attempt, if it may have one.
     pub(crate) fn retry(self) -> Result<Job, Ticket> {
-        match self.frame {
-            Some(frame) if self.ticket.may_retry() => {
-                let mut ticket = self.ticket;
-                ticket.attempt += 1;
-                Ok(Job {
-                    frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
-                    ticket,
-                    unsendable: None,
-                })
-            }
-            _ => Err(self.ticket),
+        if !self.ticket.may_retry() {
+            return Err(self.ticket);
         }
+        let mut job = self.unstarted();
+        job.ticket.attempt += 1;
+        Ok(job)
     }
 
     /// The job as it was, to run again without counting an attempt: it
-    /// never started, or the pool killed it by mistake. (Jobs sent ahead
-    /// always keep their frame.)
-    fn unstarted(self) -> Result<Job, Ticket> {
-        match self.frame {
-            Some(frame) => Ok(Job {
-                frame: Arc::try_unwrap(frame).unwrap_or_else(|shared| (*shared).clone()),
-                ticket: self.ticket,
-                unsendable: None,
-            }),
-            None => Err(self.ticket),
+    /// never started, or the pool killed it by mistake.
+    fn unstarted(self) -> Job {
+        Job {
+            frame: Arc::try_unwrap(self.frame).unwrap_or_else(|shared| (*shared).clone()),
+            ticket: self.ticket,
+            unsendable: None,
         }
     }
 }
@@ -165,19 +156,8 @@ impl Shared {
 
     /// Requeues the jobs a lost worker held but never started (or that the
     /// pool killed by mistake).
-    pub(crate) fn requeue_unstarted(&self, held: VecDeque<Running>, pid: u32) {
-        let mut again = Vec::new();
-        for running in held {
-            match running.unstarted() {
-                Ok(job) => again.push(job),
-                Err(ticket) => ticket.complete(ChunkOutcome::Failed(Error::WorkerDied {
-                    index: None,
-                    pid,
-                    cause: ExitCause::Unknown,
-                    attempts: 1,
-                })),
-            }
-        }
+    pub(crate) fn requeue_unstarted(&self, held: VecDeque<Running>) {
+        let again: Vec<Job> = held.into_iter().map(Running::unstarted).collect();
         self.requeue(again.into_iter());
     }
 
@@ -205,7 +185,7 @@ impl Shared {
         // its supervisor replaces it.
         channel.cut();
         // The jobs keep their frames; no worker ran them (pid 0: none).
-        self.requeue_unstarted(taken.into_iter().rev().collect(), 0);
+        self.requeue_unstarted(taken.into_iter().rev().collect());
     }
 
     /// Hands queued jobs to idle workers while there are both.
@@ -276,7 +256,7 @@ impl Shared {
 
     /// Adds `job` to the jobs of `seat` (which is serving): splits it to the
     /// worker's task budget, arms its deadline if it runs at once, and keeps
-    /// its frame if it may be sent again.
+    /// its frame to send it again if need be.
     fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> (u64, Frame) {
         if let Some(left) = state.seats[seat].tasks_left {
             let count = u64::from(job.ticket.meta.count);
@@ -298,7 +278,7 @@ impl Shared {
         // Kept, shared with the send: a job whose worker dies before it
         // starts it is sent again (and one that may be retried, too).
         let frame = Arc::new(job.frame);
-        let kept = Some(Arc::clone(&frame));
+        let kept = Arc::clone(&frame);
         let deadline = match runs_now {
             true => job.ticket.policy.timeout.map(|t| Instant::now() + t),
             false => None,
