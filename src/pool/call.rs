@@ -13,7 +13,7 @@ use crate::pool::callbacks::{Callbacks, IntoCallbacks, NoCallbacks};
 use crate::pool::engine::{apply, map, stream};
 use crate::pool::policy::TaskPolicy;
 use crate::progress::Progress;
-use crate::result::imap::{IMap, IMapUnordered};
+use crate::result::imap::{IMap, IMapUnordered, Stream};
 use crate::result::slot::AsyncResult;
 use crate::sys::entry::is_fn_item;
 use crate::task::{Star, StarFn, Unary, assert_stateless};
@@ -215,17 +215,7 @@ impl<'p> Call<'p, NoCallbacks> {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        let policy = self.policy()?;
-        stream::<Unary<A, R>, _>(
-            &self.pool.shared,
-            f,
-            items,
-            self.chunksize,
-            policy,
-            true,
-            self.progress,
-        )
-        .map(IMap)
+        self.stream(f, items, true).map(IMap)
     }
 
     /// [`Pool::imap_unordered`] with these options.
@@ -249,17 +239,20 @@ impl<'p> Call<'p, NoCallbacks> {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
+        self.stream(f, items, false).map(IMapUnordered)
+    }
+
+    /// The lazy results of `imap` (`ordered`) or `imap_unordered`.
+    fn stream<'a, A, R, I>(self, f: fn(A) -> R, items: I, ordered: bool) -> Result<Stream<'a, R>, Error>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
         let policy = self.policy()?;
-        stream::<Unary<A, R>, _>(
-            &self.pool.shared,
-            f,
-            items,
-            self.chunksize,
-            policy,
-            false,
-            self.progress,
-        )
-        .map(IMapUnordered)
+        let (shared, chunksize) = (&self.pool.shared, self.chunksize);
+        stream::<Unary<A, R>, _>(shared, f, items, chunksize, policy, ordered, self.progress)
     }
 }
 

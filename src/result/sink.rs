@@ -298,10 +298,12 @@ impl<R> Forward<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
-        if let (Some(progress), ChunkOutcome::Failed(error)) = (&self.progress, &outcome) {
-            progress.advance(meta.count, Some(error));
-        } else if let Some(progress) = &self.progress {
-            progress.advance(meta.count, None);
+        if let Some(progress) = &self.progress {
+            let failure = match &outcome {
+                ChunkOutcome::Failed(error) => Some(error),
+                ChunkOutcome::Results(_) => None,
+            };
+            progress.advance(meta.count, failure);
         }
         // The iterator may be gone; then nobody wants the results.
         let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
