@@ -127,6 +127,7 @@
 
 mod bootstrap;
 mod error;
+mod func;
 mod pool;
 mod progress;
 mod protocol;

@@ -304,6 +304,7 @@ impl PoolBuilder {
 /// Starts the supervisors (each starts its worker) and waits until every
 /// worker is up; on the first failure, stops what was started.
 fn start_pool(processes: usize, options: Options) -> Result<Pool, Error> {
+    bootstrap::check_parent()?;
     bootstrap::refuse_pool_in_unbooted_worker()?;
     let shared = Shared::new(processes, options).map_err(Error::spawn)?;
     // From here on, a failure terminates what was started.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::func::fn_item::is_fn_item;
 use crate::pool::Pool;
 use crate::pool::callbacks::{Callbacks, IntoCallbacks, NoCallbacks};
 use crate::pool::engine::{apply, map, stream};
@@ -15,7 +16,6 @@ use crate::pool::policy::TaskPolicy;
 use crate::progress::Progress;
 use crate::result::imap::{IMap, IMapUnordered, Stream};
 use crate::result::slot::AsyncResult;
-use crate::sys::entry::is_fn_item;
 use crate::task::{Star, StarFn, Unary, assert_stateless};
 
 /// A call with options, made by [`Pool::with_chunksize`],

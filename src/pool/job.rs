@@ -8,13 +8,14 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{DataKind, Error};
+use crate::func::Image;
 use crate::pool::pending::PendingToken;
 use crate::pool::policy::{CallToken, TaskPolicy};
 use crate::pool::shared::Shared;
 use crate::pool::stats::Stats;
-use crate::protocol::function::Call;
+use crate::protocol::codec;
 use crate::protocol::items::{self, PushError};
-use crate::protocol::{codec, message};
+use crate::protocol::message::{self, Target};
 use crate::result::sink::{ChunkMeta, ChunkOutcome, Sink};
 use crate::task::Kernel;
 
@@ -154,7 +155,7 @@ impl fmt::Debug for Ticket {
 /// Encodes chunks of arguments for one call of one task function.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoder {
-    call: Call,
+    call: Target,
     max_body: usize,
     policy: TaskPolicy,
     token: Arc<CallToken>,
@@ -273,8 +274,9 @@ impl Encoder {
 }
 
 /// The wire description of `func` run by kernel `K`.
-fn call_for<K: Kernel>(func: K::Func) -> Result<Call, Error> {
-    K::call_for(func).ok_or_else(|| {
+fn call_for<K: Kernel>(func: K::Func) -> Result<Target, Error> {
+    let image = Image::current().map_err(Error::Bootstrap)?;
+    K::target_for(func, image).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "the task function ({}) is not part of this program's executable (does it come from \
              a shared library?); workers can only run functions linked into the program",

@@ -2,7 +2,7 @@
 //!
 //! | kind | direction | body |
 //! |------|-----------|------|
-//! | `TASK` (0x01) | parent → worker | job id u64, [`Call`] (entry u64, function u64, signature u64), item count u32, items |
+//! | `TASK` (0x01) | parent → worker | job id u64, [`Target`] (runner u64, function u64, signature u64), item count u32, items |
 //! | `MARK` (0x02) | parent → worker | empty; the worker's started-job marker (a shared page) rides along as a descriptor, right after `READY` |
 //! | `READY` (0x81) | worker → parent | protocol version u32, pid u32 |
 //! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
@@ -14,7 +14,6 @@
 
 use super::ProtocolError;
 use super::frame;
-use super::function::{Call, FunctionId};
 
 pub(crate) const TASK: u8 = 0x01;
 /// Parent → worker, right after `READY`: an empty body, with the worker's
@@ -28,13 +27,23 @@ pub(crate) const FAULT: u8 = 0x84;
 const TASK_HEADER: usize = 8 + 8 + 8 + 8 + 4;
 const DONE_HEADER: usize = 8 + 4 + 3 * 8;
 
+/// What a `TASK` runs: three numbers whose meaning belongs to the layer
+/// above (`func`): the runner, the task function, and the signature the
+/// runner checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) runner: u64,
+    pub(crate) func: u64,
+    pub(crate) signature: u64,
+}
+
 /// A message to a worker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ToWorker<'a> {
-    /// Run `call` on each of the `count` items.
+    /// Run `target` on each of the `count` items.
     Task {
         job: u64,
-        call: Call,
+        target: Target,
         count: u32,
         items: &'a [u8],
     },
@@ -77,15 +86,15 @@ pub(crate) fn start_task(buf: &mut Vec<u8>) {
 pub(crate) fn finish_task(
     buf: &mut [u8],
     job: u64,
-    call: Call,
+    target: Target,
     count: u32,
     max_body: usize,
 ) -> Result<(), usize> {
     let h = frame::HEADER_LEN;
     buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
-    buf[h + 8..h + 16].copy_from_slice(&call.entry.0.to_le_bytes());
-    buf[h + 16..h + 24].copy_from_slice(&call.func.0.to_le_bytes());
-    buf[h + 24..h + 32].copy_from_slice(&call.signature.to_le_bytes());
+    buf[h + 8..h + 16].copy_from_slice(&target.runner.to_le_bytes());
+    buf[h + 16..h + 24].copy_from_slice(&target.func.to_le_bytes());
+    buf[h + 24..h + 32].copy_from_slice(&target.signature.to_le_bytes());
     buf[h + 32..h + 36].copy_from_slice(&count.to_le_bytes());
     frame::finish(buf, TASK, max_body).map(drop)
 }
@@ -96,7 +105,7 @@ pub(crate) fn finish_task(
 pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(Vec<u8>, Vec<u8>)> {
     let h = frame::HEADER_LEN;
     let ToWorker::Task {
-        call, count, items, ..
+        target, count, items, ..
     } = ToWorker::decode(TASK, task.get(h..)?).ok()?;
     if at == 0 || at >= count {
         return None;
@@ -111,7 +120,7 @@ pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(
         start_task(&mut buf);
         buf.extend_from_slice(bytes);
         // Each part is smaller than the whole, which passed the limit.
-        finish_task(&mut buf, job, call, count, usize::MAX).expect("a part of a sendable task");
+        finish_task(&mut buf, job, target, count, usize::MAX).expect("a part of a sendable task");
         buf
     };
     Some((
@@ -204,9 +213,9 @@ impl<'a> ToWorker<'a> {
                 need(body, TASK_HEADER, "task")?;
                 Ok(ToWorker::Task {
                     job: u64_at(body, 0),
-                    call: Call {
-                        entry: FunctionId(u64_at(body, 8)),
-                        func: FunctionId(u64_at(body, 16)),
+                    target: Target {
+                        runner: u64_at(body, 8),
+                        func: u64_at(body, 16),
                         signature: u64_at(body, 24),
                     },
                     count: u32_at(body, 32),
@@ -275,18 +284,18 @@ mod tests {
         let mut buf = Vec::new();
         start_task(&mut buf);
         buf.extend_from_slice(b"items");
-        let call = Call {
-            entry: FunctionId(0xdead),
-            func: FunctionId(0xbeef),
+        let target = Target {
+            runner: 0xdead,
+            func: 0xbeef,
             signature: 7,
         };
-        finish_task(&mut buf, 42, call, 3, DEFAULT_MAX_BODY).unwrap();
+        finish_task(&mut buf, 42, target, 3, DEFAULT_MAX_BODY).unwrap();
         let (kind, body) = split(&buf);
         assert_eq!(
             ToWorker::decode(kind, body).unwrap(),
             ToWorker::Task {
                 job: 42,
-                call,
+                target,
                 count: 3,
                 items: b"items"
             }
@@ -296,9 +305,9 @@ mod tests {
     #[test]
     fn a_task_splits_at_an_item_boundary() {
         use crate::protocol::items::{self, Items};
-        let call = Call {
-            entry: FunctionId(1),
-            func: FunctionId(2),
+        let target = Target {
+            runner: 1,
+            func: 2,
             signature: 3,
         };
         let mut buf = Vec::new();
@@ -306,17 +315,17 @@ mod tests {
         for word in ["a", "bb", "ccc"] {
             items::push_bytes(&mut buf, items::ARG_VALUE, word.as_bytes());
         }
-        finish_task(&mut buf, 9, call, 3, DEFAULT_MAX_BODY).unwrap();
+        finish_task(&mut buf, 9, target, 3, DEFAULT_MAX_BODY).unwrap();
         let (head, tail) = split_task(&buf, 2, 9, 10).unwrap();
         let bodies = |frame: &[u8]| {
             let (kind, body) = split(frame);
             let ToWorker::Task {
                 job,
-                call: c,
+                target: c,
                 count,
                 items,
             } = ToWorker::decode(kind, body).unwrap();
-            assert_eq!(c, call);
+            assert_eq!(c, target);
             let words: Vec<Vec<u8>> = Items::new(items).map(|i| i.unwrap().1.to_vec()).collect();
             assert_eq!(words.len(), count as usize);
             (job, words)

@@ -7,21 +7,21 @@
 //! per task (or a `Fault` before it gives up). A task carries a chunk of
 //! items ([`items`]), each encoded on its own by the one serde codec
 //! ([`codec`]), so that one bad item fails alone. Which function a task runs
-//! is explicit in every `Task` frame: a [`function::FunctionId`].
+//! is explicit in every `Task` frame: a [`message::Target`], three numbers
+//! whose meaning belongs to the `func` layer above.
 //!
 //! Nothing here does I/O on its own or trusts its input: every decoder
 //! checks lengths and kinds and reports a [`ProtocolError`].
 
 pub(crate) mod codec;
 pub(crate) mod frame;
-pub(crate) mod function;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 pub(crate) mod items;
 pub(crate) mod message;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,57 +1,99 @@
 //! Descriptors: taking over the channel a worker was started with (as its
-//! stdin), and writing frames to a socket without ever raising SIGPIPE.
+//! stdin), closing what else it inherited, asking who is at the other end,
+//! and writing frames to a socket without ever raising SIGPIPE.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 
-/// Takes ownership of the channel descriptor `raw` that the parent passed to
-/// this worker, after checking it is an open socket. The parent passes it
-/// as stdin (descriptor 0): it is then moved to a descriptor of its own,
-/// and stdin is reopened on `/dev/null`, so that a task reading stdin
-/// cannot read the channel.
-pub(crate) fn adopt_channel(raw: RawFd) -> io::Result<UnixStream> {
-    if raw < 0 || raw == 1 || raw == 2 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("channel descriptor {raw} is stdout, stderr or invalid"),
-        ));
+/// The descriptor a worker keeps its channel on, once adopted.
+pub(crate) const CHANNEL_FD: RawFd = 3;
+
+/// Takes ownership of the channel that the parent passed to this worker as
+/// its stdin, after checking it is a socket: moves it to [`CHANNEL_FD`]
+/// (close-on-exec: the worker's own children must not inherit it), reopens
+/// stdin on `/dev/null` (a task reading stdin must not read the channel),
+/// and closes every other descriptor the worker inherited above stderr, as
+/// CPython's spawn does: a pipe of the parent's must not stay open in its
+/// workers.
+pub(crate) fn adopt_channel() -> io::Result<UnixStream> {
+    check_socket(0)?;
+    // SAFETY: `dup3` takes two integers: 0 (checked open above) and the
+    // target, which it closes first if open (nothing in this process uses
+    // it: the bootstrap runs before `main` and the worker closes everything
+    // above stderr below anyway).
+    if unsafe { libc::dup3(0, CHANNEL_FD, libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    // SAFETY: only used for the `fstat` and `fcntl` below; an fd that is not
-    // open makes them fail with EBADF, which is reported.
+    // SAFETY: `CHANNEL_FD` was just made by `dup3` above: this is its only
+    // owner.
+    let channel = UnixStream::from(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) });
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: `dup2` takes two descriptors we hold open (`null`, and 0
+    // which it replaces atomically) and touches no memory.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(null);
+    close_from(CHANNEL_FD + 1)?;
+    Ok(channel)
+}
+
+/// Closes every descriptor from `first` up.
+fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: `close_range` takes integers only. Closing descriptors this
+    // process does not use is harmless; the caller runs before `main`, when
+    // only the bootstrap's own descriptors (below `first`) are in use.
+    if unsafe { libc::close_range(first as libc::c_uint, libc::c_uint::MAX, 0) } == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.9: close what /proc lists.
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in open {
+        // SAFETY: as above; the directory's own descriptor is among them
+        // and already closed, which `close` reports harmlessly.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn check_socket(raw: RawFd) -> io::Result<()> {
+    // SAFETY: only used for the `fstat` below; an fd that is not open makes
+    // it fail with EBADF, which is reported.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     let stat = fstat(borrowed).map_err(io::Error::from)?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("channel descriptor {raw} is not a socket"),
+            format!("descriptor {raw} is not a socket"),
         ));
     }
-    if raw == 0 {
-        // A copy above the standard streams, close-on-exec: our own
-        // children must not inherit it.
-        let moved = fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io::Error::from)?;
-        let null = std::fs::File::open("/dev/null")?;
-        // SAFETY: `dup2` takes two descriptors we hold open (`null`, and 0
-        // which it replaces atomically) and touches no memory.
-        if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `moved` was just made by `F_DUPFD_CLOEXEC` and nothing
-        // else in this process knows it: this is its only owner.
-        return Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(moved) }));
+    Ok(())
+}
+
+/// Runs `f` on the socket `raw` without taking it over (it stays open and
+/// where it is), or fails if `raw` is not an open socket.
+pub(crate) fn with_socket<T>(raw: RawFd, f: impl FnOnce(&UnixStream) -> T) -> io::Result<T> {
+    if raw < 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
     }
-    // Our own children must not inherit it.
-    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
-    // SAFETY: `raw` is an open socket (checked above) that the parent made
-    // for this worker alone. Nothing else in this process uses it: the
-    // bootstrap runs before `main` and removes the variable that named it,
-    // and it takes it over exactly once.
-    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    Ok(UnixStream::from(owned))
+    check_socket(raw)?;
+    // SAFETY: `raw` is an open socket (checked above); the `ManuallyDrop`
+    // keeps it from being closed, so this only borrows it for `f`.
+    let stream = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(raw) });
+    Ok(f(&stream))
+}
+
+/// Who made the other end of a socket: its process id and effective user.
+pub(crate) fn peer_of(stream: &UnixStream) -> io::Result<(u32, u32)> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let creds = getsockopt(stream, PeerCredentials).map_err(io::Error::from)?;
+    Ok((creds.pid() as u32, creds.uid()))
 }
 
 /// Writes all of `buf` to `stream` without ever raising SIGPIPE (a dead

@@ -1,10 +1,11 @@
-//! The operating-system layer: the only module with `unsafe` code and raw
-//! system calls. Each `unsafe` block says, in a `SAFETY:` comment, why it
-//! holds. Linux only for now (the worker image comes from
-//! `/proc/self/exe`, the code range from `/proc/self/maps`).
+//! The operating-system layer: every system call procpool makes, behind
+//! safe functions. It knows nothing of the protocol or the pool. Most of
+//! procpool's `unsafe` is here; the rest is in `func` (turning ids back
+//! into functions, where the soundness argument lives) and in the worker's
+//! signal handlers. Each `unsafe` block says, in a `SAFETY:` comment, why it
+//! holds. Linux only for now (`/proc`, pidfds, `close_range`).
 
-mod ctor;
-pub(crate) mod entry;
 pub(crate) mod fd;
+pub(crate) mod image;
 pub(crate) mod process;
 pub(crate) mod shm;

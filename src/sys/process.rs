@@ -15,6 +15,37 @@ pub(crate) fn ignore_sigpipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
+/// Whether the kernel started this program in secure-execution mode
+/// (`AT_SECURE`): it is setuid, setgid or has file capabilities, so its
+/// environment and descriptors come from a less privileged user.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` reads the auxiliary vector the kernel gave the
+    // process; it takes an integer and touches no memory of ours.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// This process's user and group ids: real and effective.
+pub(crate) fn user_ids() -> (u32, u32) {
+    // SAFETY: `getuid` and `geteuid` take nothing and cannot fail.
+    unsafe { (libc::getuid(), libc::geteuid()) }
+}
+
+/// The pid of this process's parent.
+pub(crate) fn parent_pid() -> u32 {
+    nix::unistd::getppid().as_raw() as u32
+}
+
+/// Names this thread (the first 15 bytes of `name`): for a process's first
+/// thread, the name `ps`, `top` and `pgrep` show.
+pub(crate) fn set_thread_name(name: &str) {
+    let mut bytes = [0u8; 16];
+    let cut = name.len().min(15);
+    bytes[..cut].copy_from_slice(&name.as_bytes()[..cut]);
+    // SAFETY: `PR_SET_NAME` reads a NUL-terminated string of at most 16
+    // bytes from the pointer, which `bytes` is (its last byte stays 0).
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 /// Removes `key` from this process's environment.
 pub(crate) fn remove_env(key: &str) {
     // SAFETY: called by the bootstrap before `main`, when the process has a

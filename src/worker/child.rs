@@ -1,23 +1,26 @@
-//! The worker's side: take over the channel, check the executable, then
-//! serve tasks until the parent closes the channel.
+//! The worker's side: check who started it, take over the channel, check
+//! the executable, then serve tasks until the parent closes the channel.
 
 use std::ffi::OsString;
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 
-use crate::bootstrap::{EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, Identity, WorkerEnv};
+use crate::bootstrap::{self, EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, WorkerEnv};
+use crate::func::{FunctionId, Image, Runner};
 use crate::protocol::frame::{self, DEFAULT_MAX_BODY, ReadError};
-use crate::protocol::function::EntryFn;
 use crate::protocol::message::{self, ToWorker};
 use crate::protocol::{PROTOCOL_VERSION, items};
 use crate::sys;
-use crate::sys::entry::CodeRange;
 use crate::sys::shm::Marker;
-use crate::worker::panics;
+use crate::task::panics;
 
 /// The worker's `main`: never returns.
 pub(crate) fn run(value: OsString) -> ! {
     sys::process::ignore_sigpipe();
+    if sys::process::secure_execution() {
+        // Touch nothing the caller handed over: not even the channel.
+        refused("secure-execution mode (setuid, setgid or file capabilities)");
+    }
     let env = match value
         .to_str()
         .ok_or("not UTF-8")
@@ -27,10 +30,18 @@ pub(crate) fn run(value: OsString) -> ! {
         Ok(env) => env,
         Err(e) => setup_failed(&e),
     };
-    let channel = match sys::fd::adopt_channel(env.fd) {
+    if env.fd != 0 {
+        setup_failed(&format!("the channel must be stdin, not descriptor {}", env.fd));
+    }
+    let channel = match sys::fd::adopt_channel() {
         Ok(channel) => channel,
         Err(e) => setup_failed(&format!("cannot use the channel to the parent: {e}")),
     };
+    let parent = sys::process::parent_pid();
+    if let Err(reason) = bootstrap::check_channel(&channel, parent) {
+        refused(&reason);
+    }
+    take_parent_name(parent);
     if let Some(bytes) = env.max_memory
         && let Err(e) = sys::process::limit_memory(bytes)
     {
@@ -42,8 +53,8 @@ pub(crate) fn run(value: OsString) -> ! {
         let _ = sys::fd::send_all(&channel, &message::text_frame(message::REJECT, &reason));
         sys::process::exit_now(EXIT_REJECTED);
     }
-    let code = match CodeRange::of_this_crate() {
-        Ok(code) => code,
+    let image = match Image::current() {
+        Ok(image) => image,
         Err(reason) => {
             let _ = sys::fd::send_all(&channel, &message::text_frame(message::REJECT, &reason));
             sys::process::exit_now(EXIT_REJECTED);
@@ -62,7 +73,7 @@ pub(crate) fn run(value: OsString) -> ! {
         // The parent is gone, or is not procpool.
         Err(e) => sys::process::exit_now(fault(&channel, &format!("no marker page from the parent: {e}"))),
     };
-    let exit_code = serve(&channel, &code, &marker);
+    let exit_code = serve(&channel, image, &marker);
     flush_output();
     sys::process::exit_now(exit_code)
 }
@@ -70,6 +81,25 @@ pub(crate) fn run(value: OsString) -> ! {
 fn setup_failed(reason: &str) -> ! {
     eprintln!("procpool worker {}: {reason}", std::process::id());
     sys::process::exit_now(EXIT_BAD_SETUP)
+}
+
+/// Refuses worker mode, saying why on stderr (not on the channel, whose
+/// other end is not trusted).
+fn refused(reason: &str) -> ! {
+    eprintln!(
+        "procpool worker {}: refusing worker mode: {reason}",
+        std::process::id()
+    );
+    sys::process::exit_now(EXIT_REJECTED)
+}
+
+/// Takes the parent's process name: the worker was started from the
+/// program's file (often through `/proc/self/exe`, which would name it
+/// `exe`), and `ps`, `top` and `pgrep` should show it as the program.
+fn take_parent_name(parent: u32) {
+    if let Ok(name) = std::fs::read_to_string(format!("/proc/{parent}/comm")) {
+        sys::process::set_thread_name(name.trim_end_matches('\n'));
+    }
 }
 
 /// Whether this worker may serve the parent described by `env`.
@@ -80,8 +110,8 @@ fn check(env: &WorkerEnv) -> Result<(), String> {
             env.protocol
         ));
     }
-    let me = Identity::current().map_err(|e| format!("cannot identify the worker's executable: {e}"))?;
-    match me.mismatch(&env.parent) {
+    let me = Image::current().map_err(|e| format!("cannot identify the worker's executable: {e}"))?;
+    match me.identity.mismatch(&env.parent) {
         Some(reason) => Err(reason),
         None => Ok(()),
     }
@@ -101,7 +131,7 @@ fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
 }
 
 /// Serves tasks until the channel closes; returns the exit code.
-fn serve(channel: &UnixStream, code: &CodeRange, marker: &Marker) -> i32 {
+fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
     let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut body = Vec::new();
     let mut out = Vec::new();
@@ -113,28 +143,29 @@ fn serve(channel: &UnixStream, code: &CodeRange, marker: &Marker) -> i32 {
             Err(ReadError::Protocol(e)) => return fault(channel, &e.0),
             Err(ReadError::Io(e)) => return fault(channel, &format!("reading from the parent: {e}")),
         };
-        let (job, call, count, items) = match ToWorker::decode(kind, &body) {
+        let (job, target, count, items) = match ToWorker::decode(kind, &body) {
             Ok(ToWorker::Task {
                 job,
-                call,
+                target,
                 count,
                 items,
-            }) => (job, call, count, items),
+            }) => (job, target, count, items),
             Err(e) => return fault(channel, &e.0),
         };
-        // SAFETY: `call.entry` comes from the parent over the private
-        // channel, made from a real `EntryFn` in this same executable
-        // (checked by `check` before `READY`); see `protocol::function`.
-        let Some(entry) = (unsafe { sys::entry::resolve::<EntryFn>(call.entry, code) }) else {
+        // Only a real runner record is called (see `func::runner`).
+        let Some(run) = Runner::find(FunctionId(target.runner), image) else {
             return fault(
                 channel,
-                &format!("entry id {:#x} is outside this executable's code", call.entry.0),
+                &format!(
+                    "runner id {:#x} names no task runner of this executable",
+                    target.runner
+                ),
             );
         };
         // From here on the job counts as started if the worker dies.
         marker.set(job);
         message::start_done(&mut out);
-        let timing = match entry(call, code, items, &mut out) {
+        let timing = match run(target, image, items, &mut out) {
             Ok((n, timing)) if n == count => timing,
             Ok((n, _)) => {
                 return fault(

@@ -15,8 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{ENV_VAR, Identity, WORKER_ARG, WorkerEnv};
+use crate::bootstrap::{ENV_VAR, WorkerEnv};
 use crate::error::{Error, ExitCause};
+use crate::func::{Identity, Image};
 use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::{self, FromWorker};
 use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
@@ -30,12 +31,14 @@ const HANDSHAKE_EXIT_GRACE: Duration = Duration::from_secs(1);
 /// What every worker of a pool is started with.
 #[derive(Debug, Clone)]
 pub(crate) struct StartConfig {
-    /// The parent's executable, which the worker must match.
+    /// The build of procpool's image in the parent, which the worker must
+    /// match.
     pub(crate) identity: Identity,
-    /// What to start: `/proc/self/exe`, the parent's own image.
+    /// What to start: the parent's own image (`/proc/self/exe`, usually).
     pub(crate) program: PathBuf,
-    /// `argv[0]` for the worker (the parent's, so `ps` shows the program).
-    pub(crate) argv0: std::ffi::OsString,
+    /// The worker's arguments: the parent's own, `argv[0]` included, as
+    /// Python's spawned workers keep `sys.argv`.
+    pub(crate) args: Vec<std::ffi::OsString>,
     /// How long a worker may take to answer the handshake.
     pub(crate) start_timeout: Duration,
     /// The largest frame body accepted from a worker.
@@ -45,13 +48,20 @@ pub(crate) struct StartConfig {
 }
 
 impl StartConfig {
+    /// # Errors
+    ///
+    /// [`Error::Bootstrap`] if procpool's image cannot be read or cannot be
+    /// started again (procpool in a shared library).
     pub(crate) fn new(start_timeout: Duration) -> Result<StartConfig, Error> {
+        let image = Image::current().map_err(Error::Bootstrap)?;
+        let mut args: Vec<_> = std::env::args_os().collect();
+        if args.is_empty() {
+            args.push("procpool-worker".into());
+        }
         Ok(StartConfig {
-            identity: Identity::current().map_err(Error::spawn)?,
-            program: PathBuf::from("/proc/self/exe"),
-            argv0: std::env::args_os()
-                .next()
-                .unwrap_or_else(|| "procpool-worker".into()),
+            identity: image.identity,
+            program: image.worker_program().map_err(Error::Bootstrap)?,
+            args,
             start_timeout,
             max_body: frame::DEFAULT_MAX_BODY,
             max_memory: None,
@@ -159,8 +169,8 @@ impl WorkerProcess {
         let env = WorkerEnv::new(0, config.identity, config.max_memory);
         let mut command = Command::new(&config.program);
         command
-            .arg0(&config.argv0)
-            .arg(WORKER_ARG)
+            .arg0(&config.args[0])
+            .args(&config.args[1..])
             .env(ENV_VAR, env.to_value())
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())

@@ -6,6 +6,8 @@ ctor::declarative::ctor! {
     fn procpool_worker_bootstrap() {
         // Cheap in every process: one environment lookup; only a process
         // the pool started as a worker goes further (and never returns).
-        crate::bootstrap::on_load();
+        if let Some(value) = crate::bootstrap::on_load() {
+            crate::worker::child::run(value)
+        }
     }
 }

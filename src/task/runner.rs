@@ -1,44 +1,43 @@
-//! The chunk runner: what a `TASK` frame's function id points at.
+//! The chunk runner: what a `TASK` frame's runner record points at.
 
 use std::time::Instant;
 
+use super::{Kernel, panics};
 use crate::error::RemotePanic;
+use crate::func::{FunctionId, Image};
 use crate::protocol::ProtocolError;
 use crate::protocol::codec;
-use crate::protocol::function::Call;
 use crate::protocol::items::{self, ARG_HOLE, ARG_VALUE, Items, PushError};
-use crate::protocol::message::Timing;
-use crate::sys::entry::CodeRange;
-use crate::task::Kernel;
-use crate::worker::panics;
+use crate::protocol::message::{Target, Timing};
 
 /// Runs `K` on every item of `items`, appending one result item per item,
 /// in batches: decode a batch of arguments, run the task on each, encode
 /// the results.
 ///
-/// One monomorphised copy of this function exists per kernel; its address
-/// is the `entry` of the [`Call`] the parent sends. It refuses a call whose
-/// signature is not its own before it touches the function id.
+/// One monomorphised copy of this function exists per kernel; its
+/// [`Runner`](crate::func::Runner) record is the `runner` of the [`Target`]
+/// the parent sends. It refuses a target whose signature is not its own
+/// before it touches the function id.
 pub(crate) fn run_chunk<K: Kernel + ?Sized>(
-    call: Call,
-    code: &CodeRange,
+    target: Target,
+    image: &Image,
     items: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(u32, Timing), ProtocolError> {
-    if call.signature != K::signature() {
+    if target.signature != K::signature() {
         return Err(ProtocolError::new(format!(
             "the task's signature {:#x} is not that of its entry point ({})",
-            call.signature,
+            target.signature,
             std::any::type_name::<K>()
         )));
     }
     // SAFETY: the signature matches this kernel, so the parent made
-    // `call.func` with this kernel's `func_id`, in this same executable
+    // `target.func` with this kernel's `func_id`, in this same executable
     // (checked at the handshake).
-    let Some(func) = (unsafe { K::func_from(call.func, code) }) else {
+    let Some(func) = (unsafe { K::func_from(FunctionId(target.func), image) }) else {
         return Err(ProtocolError::new(format!(
             "function id {:#x} is not a function of this executable",
-            call.func.0
+            target.func
         )));
     };
     let mut timing = Timing::default();
