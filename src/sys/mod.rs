@@ -6,5 +6,6 @@
 mod ctor;
 pub(crate) mod entry;
 pub(crate) mod fd;
+pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod shm;
