@@ -7,7 +7,8 @@
 //! writes batches of whole lines to descriptor 1 or 2, so lines from
 //! different workers never splice into each other, even for writers that
 //! emit a line in pieces (Rust's unbuffered `eprintln!` does). A line
-//! without its newline waits for the rest (up to 64 KiB).
+//! without its newline waits for the rest (up to 64 KiB), or for the end of
+//! the task.
 //!
 //! Nothing of the pool waits on the parent's output: only the sinks'
 //! writer threads write to it. If nobody reads the parent's stdout, its
@@ -15,9 +16,10 @@
 //! pipes, and a worker that keeps printing waits in its own `write`.
 //!
 //! Before a task's result is delivered, its supervisor [`drain`s](Output::drain)
-//! the pipes: what the task printed is queued, and the drain waits (a
-//! while at most, see [`sink::PATIENCE`]) until it is written, so that it
-//! is on the terminal before the result is in the caller's hands. The pipes outlive the worker: what a worker wrote
+//! the pipes: what the task printed, an unfinished last line included, is
+//! queued, and the drain waits (a while at most, see [`sink::PATIENCE`])
+//! until it is written, so that it is on the terminal before the result is
+//! in the caller's hands. The pipes outlive the worker: what a worker wrote
 //! just before it crashed is still relayed ([`Output::finish`]).
 //!
 //! The relay thread also watches the worker process itself ([`ExitWatch`],
@@ -61,8 +63,10 @@ enum Mode {
     /// unfinished line waits for the rest.
     Relay,
     /// A task has ended: all it wrote, while the sinks hold less than
-    /// [`DRAIN_LIMIT`]; an unfinished line waits for the rest.
-    Drain,
+    /// [`DRAIN_LIMIT`]. With `idle` (the worker runs no other task, so the
+    /// pipes hold this task's output alone) an unfinished last line is
+    /// passed on; else it may be the next task's, and waits.
+    Drain { idle: bool },
     /// The worker has exited: all it wrote, an unfinished line included.
     Finish,
 }
@@ -150,12 +154,15 @@ impl Output {
         Ok(Output { shared })
     }
 
-    /// Passes on every complete line the worker has written so far, and
-    /// waits a while at most until they are written. This runs before
-    /// results are delivered: when the worker printed nothing, it costs one
-    /// `poll` and an uncontended lock.
-    pub(crate) fn drain(&self) {
-        self.shared.collect(Mode::Drain);
+    /// Passes on everything the worker has written so far, and waits a
+    /// while at most until it is written. With `idle` (the worker has no
+    /// other task: what it wrote is all the finished task's), an unfinished
+    /// last line is passed on too, with a newline, so that the next task's
+    /// text does not run on from it. This runs before results are
+    /// delivered: when the worker printed nothing, it costs one `poll` and
+    /// an uncontended lock.
+    pub(crate) fn drain(&self, idle: bool) {
+        self.shared.collect(Mode::Drain { idle });
     }
 
     /// The worker has exited: passes on everything it wrote, including an
@@ -208,7 +215,8 @@ impl Shared {
             if mode == Mode::Finish {
                 buffers.exited = true;
             }
-            if mode == Mode::Finish || self.has_output() {
+            let held = mode == Mode::Drain { idle: true } && buffers.partial.iter().any(|p| !p.is_empty());
+            if mode == Mode::Finish || held || self.has_output() {
                 self.pump(&mut buffers, mode);
             }
             buffers.marks
@@ -282,19 +290,20 @@ impl Shared {
     }
 
     /// Reads what is in the pipes and passes on complete lines (and an
-    /// unfinished last one, for a finish); how much it reads is up to
-    /// `mode`.
+    /// unfinished last one, for a drain of an idle worker that read all
+    /// there was, or a finish); how much it reads is up to `mode`.
     fn pump(&self, buffers: &mut Buffers, mode: Mode) {
         let (turn, limit) = match mode {
             // A few reads at a time, so that a process that prints without
             // pause cannot keep the lock.
             Mode::Relay if !buffers.exited => (RELAY_TURN, RELAY_LIMIT),
             Mode::Relay => (RELAY_TURN, DRAIN_LIMIT),
-            Mode::Drain | Mode::Finish => (DRAIN_TURN, DRAIN_LIMIT),
+            Mode::Drain { .. } | Mode::Finish => (DRAIN_TURN, DRAIN_LIMIT),
         };
         let mut chunk = [0u8; 16 * 1024];
         for (i, pipe) in self.pipes.iter().enumerate() {
             let mut reads = 0;
+            let mut emptied = false;
             while !buffers.closed[i] && reads < turn {
                 let room = pipe.sink.has_room(limit);
                 if !room && !buffers.exited {
@@ -313,11 +322,18 @@ impl Shared {
                         self.drop_output(buffers, n);
                     }
                     Err(Errno::EINTR) => {}
-                    Err(Errno::EAGAIN) => break,
+                    Err(Errno::EAGAIN) => {
+                        emptied = true;
+                        break;
+                    }
                     Err(_) => buffers.closed[i] = true,
                 }
             }
-            let rest = buffers.closed[i] || mode == Mode::Finish;
+            let rest = match mode {
+                Mode::Relay => buffers.closed[i],
+                Mode::Drain { idle } => buffers.closed[i] || (idle && emptied),
+                Mode::Finish => true,
+            };
             self.emit_lines(i, buffers, rest);
         }
     }
