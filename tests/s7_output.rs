@@ -129,6 +129,65 @@ fn worker_output_reaches_the_parents_terminal() {
 }
 
 #[test]
+#[ignore = "run by a_line_without_a_newline_comes_before_the_result in a child process"]
+fn child_prints_without_a_newline() {
+    if std::env::var_os("PROCPOOL_TEST_S7_PARTIAL").is_none() {
+        return;
+    }
+    // One worker: both tasks print into the same pipe.
+    let pool = Pool::new(1).unwrap();
+    println!();
+    pool.apply(|_: ()| print!("partial"), ()).unwrap();
+    println!("partial result in the parent");
+    pool.apply(|_: ()| println!("next task"), ()).unwrap();
+    println!("next result in the parent");
+    pool.apply(|_: ()| eprint!("partial on stderr"), ()).unwrap();
+    eprintln!("stderr result in the parent");
+    pool.apply(|_: ()| eprintln!("next on stderr"), ()).unwrap();
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn a_line_without_a_newline_comes_before_the_result() {
+    let out = common::run_child_test(
+        "child_prints_without_a_newline",
+        &[("PROCPOOL_TEST_S7_PARTIAL", "1")],
+    );
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("partial") || l.contains("next"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "partial",
+            "partial result in the parent",
+            "next task",
+            "next result in the parent"
+        ],
+        "a task's unfinished line was held back or glued to the next task's text"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("stderr")).collect();
+    assert_eq!(
+        lines,
+        [
+            "partial on stderr",
+            "stderr result in the parent",
+            "next on stderr"
+        ],
+        "an unfinished line on stderr was held back or glued to the next task's text"
+    );
+}
+
+#[test]
 fn a_parent_holding_the_stdout_lock_still_gets_its_results() {
     // The relay writes to descriptor 1 directly, never through the lock
     // that the parent's own `print!`s take.

@@ -85,7 +85,14 @@ use shared::Shared;
 ///   program in which `main` has not run).
 /// * Worker stdout and stderr are the parent's: `println!` in a task reaches
 ///   the terminal, a line at a time. A worker flushes its output before it
-///   returns each result.
+///   returns each result, and what a task printed is written before its
+///   result is delivered; an unfinished last line (`print!` without `\n`)
+///   is ended with a newline then, so the next task's text starts a line of
+///   its own (unless the worker already runs a task sent ahead, see below:
+///   the line may be that task's). The pool never waits on the parent's output: if nobody reads
+///   it, results still come (after a wait of a second at most, then none),
+///   the pool holds a few MiB of worker output, and beyond that a task that
+///   prints waits in its own `write` until the output is read.
 /// * To keep workers busy between short tasks, the pool sends a worker a
 ///   few tasks at a time when more tasks wait than there are workers and
 ///   tasks have been taking well under a millisecond. Those tasks wait for

@@ -371,9 +371,11 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 if let Some(killed) = killed {
                     killed.log();
                 }
-                // What the task printed comes before its result.
-                if fresh {
-                    output.drain();
+                // What the task printed comes before its result. A worker
+                // that runs no job sent ahead printed nothing since: its
+                // unfinished last line is this task's.
+                if fresh || !busy {
+                    output.drain(!busy);
                 }
                 // A failed allocation reported so far was not fatal; if the
                 // worker runs a job sent ahead, it may be that job's.

@@ -7,5 +7,6 @@
 
 pub(crate) mod fd;
 pub(crate) mod image;
+pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod shm;
