@@ -16,6 +16,7 @@ use crate::progress::Progress;
 use crate::result::imap::Stream;
 use crate::result::sink::{Collect, Forward, OneShot, Sink, StreamWaker};
 use crate::result::slot::{AsyncResult, Canceller, Resolver};
+use crate::result::window::{self, Window};
 use crate::task::Kernel;
 
 /// CPython's default chunk size for `n` items on `workers` workers:
@@ -162,6 +163,11 @@ where
     AsyncResult::new(slot, Some(Canceller::new(shared, encoder.token())))
 }
 
+/// The lazy results of `imap` (`ordered`) or `imap_unordered`. Without a
+/// chunk size from the caller, chunks start at one item and follow the
+/// pace of the work, whatever the input's length (see [`window`]).
+///
+/// [`window`]: crate::result::window
 pub(crate) fn stream<'a, K, I>(
     shared: &Arc<Shared>,
     func: K::Func,
@@ -182,25 +188,30 @@ where
     let chunksize = one_at_a_time(chunksize, policy);
     let mut encoder = Encoder::new::<K>(shared, func, policy)?;
     if chunksize.is_none() {
-        encoder = encoder.bounded();
+        encoder = encoder.bounded_to(window::CHUNK_BYTES);
     }
     // As in `map`: accepted whole with its first window, or refused.
     let opening = shared.pending.token();
     shared.check_open()?;
     let mut items = items.into_iter();
-    let size = chunksize.unwrap_or_else(|| match exact_len(&items) {
-        Some(n) => default_chunksize(n, shared.processes).max(1),
-        None => 1,
-    });
     if let Some(progress) = &progress {
         progress.start(exact_len(&items));
     }
+    let window = Window::new(shared.processes, chunksize);
     let (to, results) = unbounded();
     let waker = StreamWaker::default();
     let sink: Arc<dyn Sink> = Forward::new(to, Arc::clone(&waker), progress.clone());
     let producer = Arc::clone(shared);
-    let produce = Box::new(move |first| encoder.chunk(&producer, &mut items, size, first, &sink));
-    let stream = Stream::new(Arc::clone(shared), produce, results, waker, ordered, progress);
+    let produce = Box::new(move |first, size| encoder.chunk(&producer, &mut items, size, first, &sink));
+    let stream = Stream::new(
+        Arc::clone(shared),
+        produce,
+        window,
+        results,
+        waker,
+        ordered,
+        progress,
+    );
     drop(opening);
     Ok(stream)
 }

@@ -194,8 +194,14 @@ impl Encoder {
 
     /// Ends chunks early at [`DEFAULT_CHUNK_BYTES`] (for a default chunk
     /// size).
-    pub(crate) fn bounded(mut self) -> Self {
-        self.chunk_bytes = Some(DEFAULT_CHUNK_BYTES);
+    pub(crate) fn bounded(self) -> Self {
+        self.bounded_to(DEFAULT_CHUNK_BYTES)
+    }
+
+    /// Ends a chunk once its frame reaches `bytes` (for a default chunk
+    /// size): the item that reaches it is the chunk's last.
+    pub(crate) fn bounded_to(mut self, bytes: usize) -> Self {
+        self.chunk_bytes = Some(bytes);
         self
     }
 

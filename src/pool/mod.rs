@@ -296,11 +296,20 @@ impl Pool {
     /// A lazy, ordered `map` (Python's `imap`): the iterator yields each
     /// result, in input order, as soon as it and those before it are done.
     ///
-    /// The input is read as the results are consumed (a window of four
-    /// chunks per worker ahead), so it may be endless. It must be `Send`, so
-    /// that the iterator can move to another thread. The chunk size is 1
-    /// unless the input's length is known from its size hint; then it is
-    /// CPython's `map` default.
+    /// The input is read as the results are consumed, so it may be endless
+    /// or larger than memory, whether or not its length is known. It must
+    /// be `Send`, so that the iterator can move to another thread. Read
+    /// ahead and not yet taken are at most four chunks per worker (at most
+    /// 2^18 items with the default chunk size), and reading stops once
+    /// 8 MiB per worker of encoded arguments and results are held (past
+    /// that, only a worker left without work gets one more chunk).
+    ///
+    /// Like CPython's `imap`, chunks start at one item, so the first result
+    /// comes as soon as its task is done; then, unless a chunk size is set
+    /// ([`with_chunksize`](Self::with_chunksize)), chunks grow while tasks
+    /// are quick and shrink when they slow down, aiming at about 40 ms from
+    /// a chunk's submission to its results (queueing included). A default
+    /// chunk also ends once its encoded arguments reach 2 MiB.
     ///
     /// # Errors
     ///

@@ -9,6 +9,9 @@ impl Pool {
     /// A call that sends `chunksize` items to a worker at a time (Python's
     /// `chunksize=`). Larger chunks cost less per item; smaller ones balance
     /// uneven tasks better. A worker that dies fails its whole chunk.
+    /// Without it, `map` uses CPython's default (see [`Pool::map`]) and
+    /// `imap` starts at one item and adapts to the tasks' pace (see
+    /// [`Pool::imap`]).
     ///
     /// # Examples
     ///

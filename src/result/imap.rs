@@ -1,14 +1,16 @@
 //! The lazy iterators of `imap` and `imap_unordered`.
 //!
-//! Input is read and submitted as results are consumed: at most a window of
-//! chunks (four per worker) is submitted and not yet yielded, so an endless
-//! or huge input runs in bounded memory. Each call to `next` tops the window
-//! up before it waits.
+//! Input is read and submitted as results are consumed: the [`Window`]
+//! bounds what is read and not yet yielded (in items and in bytes) and
+//! sizes the chunks, so an endless or huge input runs in bounded memory.
+//! Taking results tops the window up, each time the results of a chunk are
+//! used up and whenever nothing is ready.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
+use std::time::Instant;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,10 +22,20 @@ use crate::pool::job::Job;
 use crate::pool::shared::{Admission, Shared};
 use crate::progress::Progress;
 use crate::result::sink::{ChunkResults, StreamWaker};
+use crate::result::window::Window;
 
-/// Makes the chunk starting at input position `first`; `None` when the
-/// input is exhausted.
-pub(crate) type Produce<'a> = Box<dyn FnMut(usize) -> Option<Job> + Send + 'a>;
+/// Makes the chunk of at most `size` items starting at input position
+/// `first` (called as `produce(first, size)`); `None` when the input is
+/// exhausted.
+pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Job> + Send + 'a>;
+
+/// The results of a chunk (or of a part of one) that came back and are not
+/// all yielded yet.
+struct Part<R> {
+    items: std::vec::IntoIter<Result<R, Error>>,
+    /// Their encoded size, held against the window until all are yielded.
+    bytes: usize,
+}
 
 /// What both iterators share. Everything is counted in items (input
 /// positions), because the pool may split a chunk on its way to a worker.
@@ -34,20 +46,20 @@ pub(crate) struct Stream<'a, R> {
     /// Set by `poll_next` before it returns `Pending`.
     waker: StreamWaker,
     ordered: bool,
-    /// The window, in chunks.
-    window: usize,
-    /// The largest chunk so far, to turn the window into items.
-    chunk_size: usize,
+    window: Window,
     /// Items submitted: the input position of the next chunk.
     submitted: usize,
     /// Items whose results came back.
     received: usize,
+    /// Items yielded to the caller.
+    yielded: usize,
     exhausted: bool,
     /// Ordered: the next position to release, and parts that came early
     /// (by their first position).
     next_pos: usize,
-    early: BTreeMap<usize, Vec<Result<R, Error>>>,
-    ready: VecDeque<Result<R, Error>>,
+    early: BTreeMap<usize, Part<R>>,
+    /// Parts to yield, in order.
+    ready: VecDeque<Part<R>>,
     progress: Option<Progress>,
 }
 
@@ -55,12 +67,12 @@ impl<'a, R> Stream<'a, R> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         produce: Produce<'a>,
+        window: Window,
         results: Receiver<ChunkResults<R>>,
         waker: StreamWaker,
         ordered: bool,
         progress: Option<Progress>,
     ) -> Self {
-        let window = 4 * shared.processes.max(1);
         let mut stream = Stream {
             shared,
             produce,
@@ -68,9 +80,9 @@ impl<'a, R> Stream<'a, R> {
             waker,
             ordered,
             window,
-            chunk_size: 1,
             submitted: 0,
             received: 0,
+            yielded: 0,
             exhausted: false,
             next_pos: 0,
             early: BTreeMap::new(),
@@ -81,23 +93,19 @@ impl<'a, R> Stream<'a, R> {
         stream
     }
 
-    /// Items submitted and not yet released to the caller.
-    fn in_window(&self) -> usize {
-        self.submitted
-            - if self.ordered {
-                self.next_pos
-            } else {
-                self.received
-            }
-    }
-
+    /// Takes in the results that came back, then reads and submits chunks
+    /// while the window allows.
     fn fill(&mut self) {
-        while !self.exhausted && self.in_window() < self.window * self.chunk_size {
-            match (self.produce)(self.submitted) {
+        while let Ok(chunk) = self.results.try_recv() {
+            self.accept(chunk);
+        }
+        while !self.exhausted && self.window.may_read(self.submitted - self.yielded) {
+            match (self.produce)(self.submitted, self.window.chunk_size()) {
                 Some(job) => {
                     let count = job.ticket.meta.count as usize;
+                    let bytes = job.frame.len();
+                    self.window.sent(self.submitted, count, bytes, Instant::now());
                     self.submitted += count;
-                    self.chunk_size = self.chunk_size.max(count);
                     if let Err(refused) = self.shared.submit(job, Admission::Continuation) {
                         // Its items come back as errors, in their place.
                         refused.fail();
@@ -108,23 +116,49 @@ impl<'a, R> Stream<'a, R> {
         }
     }
 
+    /// The next result that may be yielded now, if any. A part used up
+    /// frees its room in the window, which is then topped up.
+    fn take_ready(&mut self) -> Option<Result<R, Error>> {
+        loop {
+            if let Some(part) = self.ready.front_mut() {
+                let item = part.items.next();
+                let used_up = part.items.len() == 0;
+                if item.is_some() {
+                    self.yielded += 1;
+                }
+                if used_up {
+                    let done = self.ready.pop_front().expect("just seen");
+                    self.window.yielded(done.bytes);
+                    self.fill();
+                }
+                match item {
+                    Some(item) => return Some(item),
+                    None => continue,
+                }
+            }
+            if !self.ordered {
+                return None;
+            }
+            let part = self.early.remove(&self.next_pos)?;
+            self.next_pos += part.items.len();
+            self.ready.push_back(part);
+        }
+    }
+
     /// The next item ready without waiting, after topping the window up;
     /// `Err(true)` when the stream is over, `Err(false)` when nothing is
     /// ready yet.
     fn ready_item(&mut self) -> Result<Result<R, Error>, bool> {
         loop {
-            if let Some(item) = self.ready.pop_front() {
+            if let Some(item) = self.take_ready() {
                 return Ok(item);
             }
-            if self.ordered
-                && let Some(items) = self.early.remove(&self.next_pos)
-            {
-                self.next_pos += items.len();
-                self.ready.extend(items);
-                continue;
-            }
             self.fill();
+            if let Some(item) = self.take_ready() {
+                return Ok(item);
+            }
             if self.received == self.submitted {
+                debug_assert!(self.exhausted, "an empty window is always topped up");
                 if let Some(progress) = self.progress.take() {
                     progress.finish(None);
                 }
@@ -138,12 +172,18 @@ impl<'a, R> Stream<'a, R> {
         }
     }
 
-    fn accept(&mut self, (first, items): ChunkResults<R>) {
-        self.received += items.len();
+    fn accept(&mut self, chunk: ChunkResults<R>) {
+        let count = chunk.items.len();
+        self.received += count;
+        self.window.came(chunk.first, count, chunk.came, chunk.bytes);
+        let part = Part {
+            items: chunk.items.into_iter(),
+            bytes: chunk.bytes,
+        };
         if self.ordered {
-            self.early.insert(first, items);
+            self.early.insert(chunk.first, part);
         } else {
-            self.ready.extend(items);
+            self.ready.push_back(part);
         }
     }
 
@@ -192,6 +232,8 @@ impl<R> fmt::Debug for Stream<'_, R> {
             .field("ordered", &self.ordered)
             .field("submitted_items", &self.submitted)
             .field("received_items", &self.received)
+            .field("yielded_items", &self.yielded)
+            .field("chunk_size", &self.window.chunk_size())
             .field("input_exhausted", &self.exhausted)
             .finish()
     }

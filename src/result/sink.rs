@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
@@ -272,9 +273,19 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     }
 }
 
-/// One chunk's results with the input position of its first item, for the
-/// `imap` iterators.
-pub(crate) type ChunkResults<R> = (usize, Vec<Result<R, Error>>);
+/// One chunk's results, for the `imap` iterators.
+#[derive(Debug)]
+pub(crate) struct ChunkResults<R> {
+    /// The input position of its first item.
+    pub(crate) first: usize,
+    /// One result per item.
+    pub(crate) items: Vec<Result<R, Error>>,
+    /// When a worker's results for it came in; `None` when the chunk
+    /// failed whole (it did not run to its end).
+    pub(crate) came: Option<Instant>,
+    /// The size of its encoded results.
+    pub(crate) bytes: usize,
+}
 
 /// The task polling an `imap` as a `Stream`, woken when a chunk arrives.
 pub(crate) type StreamWaker = Arc<Mutex<Option<Waker>>>;
@@ -298,6 +309,10 @@ impl<R> Forward<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
+        let (came, bytes) = match &outcome {
+            ChunkOutcome::Failed(_) => (None, 0),
+            ChunkOutcome::Results(results) => (Some(Instant::now()), results.len()),
+        };
         if let Some(progress) = &self.progress {
             let failure = match &outcome {
                 ChunkOutcome::Failed(error) => Some(error),
@@ -305,8 +320,14 @@ impl<R: DeserializeOwned + Send> Sink for Forward<R> {
             };
             progress.advance(meta.count, failure);
         }
+        let results = ChunkResults {
+            first: meta.first,
+            items: decode_chunk(meta, outcome, true),
+            came,
+            bytes,
+        };
         // The iterator may be gone; then nobody wants the results.
-        let _ = self.to.send((meta.first, decode_chunk(meta, outcome, true)));
+        let _ = self.to.send(results);
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(waker) = waker {
             waker.wake();
