@@ -164,7 +164,7 @@ fn notify_parent(value: &OsString, parent: u32, reason: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsRawFd, IntoRawFd};
+    use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
     use super::*;
@@ -197,7 +197,7 @@ mod tests {
         assert!(reason.contains("did not run"), "{reason}");
         // The descriptor was only borrowed: still open, still the channel.
         assert!(sys::fd::with_socket(raw, |_| ()).is_ok());
-        drop(child.into_raw_fd());
+        drop(child);
     }
 
     #[test]

@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn libc_is_a_shared_object_and_the_heap_no_object() {
-        let libc = object_of(libc::getpid as usize).unwrap();
+        let libc = object_of(libc::getpid as *const () as usize).unwrap();
         assert!(!libc.is_main);
         assert_eq!(object_of(&*Box::new(0u8) as *const u8 as usize), None);
     }
