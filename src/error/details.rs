@@ -102,7 +102,11 @@ impl fmt::Display for ExitCause {
                 }
                 Ok(())
             }
-            ExitCause::Unknown => f.write_str("ended for an unknown reason"),
+            ExitCause::Unknown => f.write_str(
+                "ended for an unknown reason: its exit status was gone when procpool waited for it. \
+                 Does this program ignore SIGCHLD or reap children itself (waitpid(-1), a \
+                 subreaper)? That takes workers' exit statuses from the pool",
+            ),
         }
     }
 }

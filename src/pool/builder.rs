@@ -279,6 +279,7 @@ impl PoolBuilder {
                 "the start timeout must be longer than zero".into(),
             ));
         }
+        super::capacity::check(processes)?;
         self.policy.check()?;
         if self.limits.max_tasks == Some(0) || self.limits.max_memory == Some(0) {
             return Err(Error::InvalidArgument(

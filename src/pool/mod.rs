@@ -8,6 +8,7 @@
 mod builder;
 pub(crate) mod call;
 pub(crate) mod callbacks;
+mod capacity;
 mod engine;
 pub(crate) mod job;
 mod options;

@@ -30,6 +30,20 @@ pub(crate) fn user_ids() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::geteuid()) }
 }
 
+/// This process's soft limit on open descriptors, if it has one.
+pub(crate) fn descriptor_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` through the pointer, which
+    // points at ours.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// The pid of this process's parent.
 pub(crate) fn parent_pid() -> u32 {
     nix::unistd::getppid().as_raw() as u32
