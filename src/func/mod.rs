@@ -52,7 +52,11 @@
 //! a frame is the parent itself, which can run any code anyway.
 //!
 //! `starmap` makes the value of a fn item type in the worker instead of
-//! sending a pointer ([`fn_item`]).
+//! sending a pointer ([`fn_item`]). Telling a fn item from a closure in
+//! generic code is possible only through the type's name, whose format
+//! rustc does not promise; so the build script checks the format with the
+//! very compiler that builds procpool, and without that check `starmap`
+//! fails to compile (it fails closed at compile time).
 
 pub(crate) mod fn_item;
 mod id;

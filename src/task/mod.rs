@@ -23,9 +23,10 @@ mod runner;
 
 pub(crate) use kernel::{Init, Kernel, Star, Unary};
 
-/// Refuses, at compile time, a `starmap` function that has state.
+/// Refuses, at compile time, a `starmap` function that has state, and every
+/// `starmap` function when the compiler's type names could not be checked.
 ///
-/// The check is a `const` assertion, so it fails the build of the caller
+/// The checks are `const` assertions, so they fail the build of the caller
 /// (during code generation: `cargo build`, not `cargo check`).
 pub(crate) fn assert_stateless<F>() {
     const {
@@ -35,7 +36,13 @@ pub(crate) fn assert_stateless<F>() {
              closure that captures variables, a fn pointer or a boxed closure. Workers are separate \
              processes and cannot receive captured state: pass the data in the tuples, and name \
              the function directly."
-        )
+        );
+        assert!(
+            cfg!(procpool_fn_item_names),
+            "procpool: starmap is unavailable with this compiler: its type names do not tell fn \
+             items from closures the way procpool checked at build time (see procpool's build.rs). \
+             Use map with a tuple argument."
+        );
     };
 }
 
