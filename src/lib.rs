@@ -128,6 +128,8 @@
 mod bootstrap;
 mod error;
 mod func;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fuzz;
 mod pool;
 mod progress;
 mod protocol;
@@ -148,12 +150,12 @@ pub use task::{InitResult, StarFn};
 pub mod fuzzing {
     /// Feeds `bytes` to the parent's reader of a worker channel.
     pub fn parent_reads(bytes: &[u8]) {
-        crate::protocol::fuzz::parent_reads(bytes);
+        crate::fuzz::parent_reads(bytes);
     }
 
     /// Feeds `bytes` to a worker's reader of its channel.
     pub fn worker_reads(bytes: &[u8]) {
-        crate::protocol::fuzz::worker_reads(bytes);
+        crate::fuzz::worker_reads(bytes);
     }
 }
 

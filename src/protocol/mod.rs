@@ -15,8 +15,6 @@
 
 pub(crate) mod codec;
 pub(crate) mod frame;
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) mod fuzz;
 pub(crate) mod items;
 pub(crate) mod message;
 

@@ -61,7 +61,7 @@ pub(crate) fn assert_stateless<F>() {
 /// assert_eq!(pool.starmap(mul, vec![(1, 2), (3, 4)])?, vec![2, 12]);
 /// # Ok::<(), procpool::Error>(())
 /// ```
-pub trait StarFn<Args>: sealed::Sealed<Args> {
+pub trait StarFn<Args>: sealed::SealedStarFn<Args> {
     /// What the function returns.
     type Output;
 
@@ -78,12 +78,12 @@ pub trait StarFn<Args>: sealed::Sealed<Args> {
 }
 
 mod sealed {
-    pub trait Sealed<Args> {}
+    pub trait SealedStarFn<Args> {}
 }
 
 macro_rules! star_fn {
     ($($arg:ident),+) => {
-        impl<F, R, $($arg),+> sealed::Sealed<($($arg,)+)> for F where F: Fn($($arg),+) -> R {}
+        impl<F, R, $($arg),+> sealed::SealedStarFn<($($arg,)+)> for F where F: Fn($($arg),+) -> R {}
 
         impl<F, R, $($arg),+> StarFn<($($arg,)+)> for F
         where
@@ -117,15 +117,15 @@ star_fn!(A, B, C, D);
 /// assert_eq!(pool.processes(), 1);
 /// # Ok::<(), procpool::Error>(())
 /// ```
-pub trait InitResult: init_sealed::Sealed + 'static {
+pub trait InitResult: init_sealed::SealedInitResult + 'static {
     /// `Ok` if the worker may serve, or the reason it may not.
     fn into_init(self) -> Result<(), String>;
 }
 
 mod init_sealed {
-    pub trait Sealed {}
-    impl Sealed for () {}
-    impl<E: std::fmt::Display> Sealed for Result<(), E> {}
+    pub trait SealedInitResult {}
+    impl SealedInitResult for () {}
+    impl<E: std::fmt::Display> SealedInitResult for Result<(), E> {}
 }
 
 impl InitResult for () {

@@ -3,21 +3,21 @@
 //!
 //! A worker's standard output and error are pipes to the parent. A relay
 //! thread per worker reads them and hands complete lines to the parent's
-//! [`Sink`] for that stream, a queue with a writer thread of its own that
+//! [`Writer`] for that stream, a queue with a writer thread of its own that
 //! writes batches of whole lines to descriptor 1 or 2, so lines from
 //! different workers never splice into each other, even for writers that
 //! emit a line in pieces (Rust's unbuffered `eprintln!` does). A line
 //! without its newline waits for the rest (up to 64 KiB), or for the end of
 //! the task.
 //!
-//! Nothing of the pool waits on the parent's output: only the sinks'
+//! Nothing of the pool waits on the parent's output: only the writers'
 //! writer threads write to it. If nobody reads the parent's stdout, its
-//! sink fills up; the relay threads then leave the workers' output in their
+//! writer fills up; the relay threads then leave the workers' output in their
 //! pipes, and a worker that keeps printing waits in its own `write`.
 //!
 //! Before a task's result is delivered, its supervisor [`drain`s](Output::drain)
 //! the pipes: what the task printed, an unfinished last line included, is
-//! queued, and the drain waits (a while at most, see [`sink::PATIENCE`])
+//! queued, and the drain waits (a while at most, see [`writer::PATIENCE`])
 //! until it is written, so that it is on the terminal before the result is
 //! in the caller's hands. The pipes outlive the worker: what a worker wrote
 //! just before it crashed is still relayed ([`Output::finish`]).
@@ -30,7 +30,7 @@
 //! blocking reads.
 
 mod lines;
-mod sink;
+mod writer;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,7 +44,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use self::lines::{complete_lines, failed_allocation};
-use self::sink::{DRAIN_LIMIT, PATIENCE, RELAY_LIMIT, Sink};
+use self::writer::{DRAIN_LIMIT, PATIENCE, RELAY_LIMIT, Writer};
 use crate::worker::handle::Channel;
 
 /// How many reads per pipe the relay thread makes before it lets go of the
@@ -59,10 +59,10 @@ const DRAIN_TURN: usize = 1024;
 /// unfinished last line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// The relay thread: a few reads, while the sinks have room; an
+    /// The relay thread: a few reads, while the writers have room; an
     /// unfinished line waits for the rest.
     Relay,
-    /// A task has ended: all it wrote, while the sinks hold less than
+    /// A task has ended: all it wrote, while the writers hold less than
     /// [`DRAIN_LIMIT`]. With `idle` (the worker runs no other task, so the
     /// pipes hold this task's output alone) an unfinished last line is
     /// passed on; else it may be the next task's, and waits.
@@ -74,17 +74,17 @@ enum Mode {
 #[derive(Debug)]
 struct Pipe {
     fd: OwnedFd,
-    sink: &'static Sink,
+    writer: &'static Writer,
 }
 
 #[derive(Debug, Default)]
 struct Buffers {
     partial: [Vec<u8>; 2],
     closed: [bool; 2],
-    /// Each sink's mark for the last lines of this worker pushed to it.
+    /// Each writer's mark for the last lines of this worker pushed to it.
     marks: [u64; 2],
     /// The worker has exited, or closed its end of a pipe: what it wrote
-    /// is read even when the sinks are full (and dropped past
+    /// is read even when the writers are full (and dropped past
     /// [`DRAIN_LIMIT`]), so that no thread waits on a dead worker.
     exited: bool,
     /// Bytes of output dropped that way.
@@ -92,7 +92,7 @@ struct Buffers {
 }
 
 #[derive(Debug)]
-struct Shared {
+struct Relay {
     /// The worker's stdout (relayed to the parent's stdout), and stderr.
     pipes: [Pipe; 2],
     buffers: Mutex<Buffers>,
@@ -115,7 +115,7 @@ pub(crate) struct ExitWatch {
 /// The relay of one worker's output.
 #[derive(Debug, Clone)]
 pub(crate) struct Output {
-    shared: Arc<Shared>,
+    shared: Arc<Relay>,
 }
 
 impl Output {
@@ -127,21 +127,21 @@ impl Output {
         pid: u32,
         watch_alloc: bool,
     ) -> io::Result<Output> {
-        let [to_stdout, to_stderr] = sink::standard()?;
+        let [to_stdout, to_stderr] = writer::standard()?;
         let pipes = [
             Pipe {
                 fd: OwnedFd::from(stdout),
-                sink: to_stdout,
+                writer: to_stdout,
             },
             Pipe {
                 fd: OwnedFd::from(stderr),
-                sink: to_stderr,
+                writer: to_stderr,
             },
         ];
         for pipe in &pipes {
             fcntl(pipe.fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Relay {
             pipes,
             buffers: Mutex::new(Buffers::default()),
             watch_alloc,
@@ -188,7 +188,7 @@ impl Output {
     }
 }
 
-impl Shared {
+impl Relay {
     fn lock(&self) -> MutexGuard<'_, Buffers> {
         self.buffers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -207,7 +207,7 @@ impl Shared {
     }
 
     /// A drain or finish: queues what the worker wrote, then waits until
-    /// the sinks have written it, up to [`PATIENCE`] (less if a sink is
+    /// the writers have written it, up to [`PATIENCE`] (less if a writer is
     /// known to be stalled).
     fn collect(&self, mode: Mode) {
         let marks = {
@@ -223,7 +223,7 @@ impl Shared {
         };
         let deadline = Instant::now() + PATIENCE;
         for (pipe, mark) in self.pipes.iter().zip(marks) {
-            pipe.sink.wait_written(mark, deadline);
+            pipe.writer.wait_written(mark, deadline);
         }
     }
 
@@ -245,16 +245,16 @@ impl Shared {
                 }
                 return;
             }
-            // Each open pipe is read if its sink has room; if not, the
+            // Each open pipe is read if its writer has room; if not, the
             // thread waits for room instead, and for the pipe's hangup
             // (reported whatever the events asked for).
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
             let mut waits = Vec::with_capacity(2);
             for (pipe, _) in self.pipes.iter().zip(closed).filter(|(_, closed)| !closed) {
-                if exited || pipe.sink.has_room(RELAY_LIMIT) {
+                if exited || pipe.writer.has_room(RELAY_LIMIT) {
                     fds.push(PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN));
                 } else {
-                    fds.push(PollFd::new(pipe.sink.room(), PollFlags::POLLIN));
+                    fds.push(PollFd::new(pipe.writer.room(), PollFlags::POLLIN));
                     waits.push(fds.len());
                     fds.push(PollFd::new(pipe.fd.as_fd(), PollFlags::empty()));
                 }
@@ -305,9 +305,9 @@ impl Shared {
             let mut reads = 0;
             let mut emptied = false;
             while !buffers.closed[i] && reads < turn {
-                let room = pipe.sink.has_room(limit);
+                let room = pipe.writer.has_room(limit);
                 if !room && !buffers.exited {
-                    // Left in the pipe until the sink has room.
+                    // Left in the pipe until the writer has room.
                     break;
                 }
                 match nix::unistd::read(pipe.fd.as_fd(), &mut chunk) {
@@ -352,7 +352,7 @@ impl Shared {
         {
             self.alloc_failure.store(size.saturating_add(1), Ordering::SeqCst);
         }
-        buffers.marks[i] = self.pipes[i].sink.push(&partial[..complete]);
+        buffers.marks[i] = self.pipes[i].writer.push(&partial[..complete]);
         partial.drain(..complete);
     }
 

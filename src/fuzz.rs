@@ -1,6 +1,6 @@
 //! Entry points for fuzzing the decoders: every byte string a peer could
 //! send goes through the same code the pool and the workers run, and must
-//! end in a value or a [`ProtocolError`](super::ProtocolError), never a
+//! end in a value or a [`ProtocolError`](crate::protocol::ProtocolError), never a
 //! panic, a hang or an allocation the frame limit does not allow.
 //!
 //! The `fuzz/` directory (`cargo fuzz run decode`) drives these; a unit

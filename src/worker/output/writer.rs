@@ -1,8 +1,8 @@
 //! The parent's standard output or error as a queue with a writer thread of
 //! its own.
 //!
-//! Relay threads and drains [`push`](Sink::push) whole lines and never
-//! write to the parent's descriptor themselves: only the sink's writer
+//! Relay threads and drains [`push`](Writer::push) whole lines and never
+//! write to the parent's descriptor themselves: only the writer's own
 //! thread does, and it alone waits when nobody reads the parent's output.
 //! The queue is bounded in two steps: past [`RELAY_LIMIT`] the relay
 //! threads stop reading the workers' pipes (a worker that keeps printing
@@ -10,8 +10,8 @@
 //! to [`DRAIN_LIMIT`].
 //!
 //! A drain that wants its lines written before the task's result is
-//! delivered waits for its [mark](Sink::wait_written), but only for a while
-//! ([`PATIENCE`]): when that passes, the sink counts as stalled, and nobody
+//! delivered waits for its [mark](Writer::wait_written), but only for a while
+//! ([`PATIENCE`]): when that passes, the writer counts as stalled, and nobody
 //! waits for it again until its writer has caught up.
 
 use std::collections::VecDeque;
@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use super::lines::{ATOMIC_WRITE, next_write};
 use crate::sys::output::{Signal, write_all};
 
-/// While a sink holds this much, the relay threads leave the workers'
+/// While a writer holds this much, the relay threads leave the workers'
 /// output in their pipes.
 pub(super) const RELAY_LIMIT: usize = 1 << 20;
 
-/// A drain moves what a task printed into a sink while the sink holds less
+/// A drain moves what a task printed into a writer while the writer holds less
 /// than this; beyond it, what a worker that has exited wrote is dropped.
 pub(super) const DRAIN_LIMIT: usize = 4 << 20;
 
@@ -38,23 +38,23 @@ pub(super) const DRAIN_LIMIT: usize = 4 << 20;
 pub(super) const PATIENCE: Duration = Duration::from_secs(1);
 
 /// One of the parent's output descriptors, written by a thread of its own.
-pub(super) struct Sink {
+pub(super) struct Writer {
     /// Where the lines go: the parent's stdout or stderr (a pipe in tests).
     dest: Box<dyn AsFd + Send + Sync>,
-    state: Mutex<State>,
+    state: Mutex<Queue>,
     /// Wakes the writer thread: there is something to write.
     work: Condvar,
-    /// Wakes waiting drains: something was written, or the sink stalled.
+    /// Wakes waiting drains: something was written, or the writer stalled.
     progress: Condvar,
     /// Bytes written (or dropped by a failed write) so far.
     written: AtomicU64,
-    /// Raised while the sink holds less than [`RELAY_LIMIT`]: what a relay
+    /// Raised while the writer holds less than [`RELAY_LIMIT`]: what a relay
     /// thread `poll`s for when it stopped reading for lack of room.
     room: Signal,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Queue {
     /// Writes to make, in order: each whole lines of at most
     /// [`ATOMIC_WRITE`] bytes, or one longer line.
     queue: VecDeque<Vec<u8>>,
@@ -68,9 +68,9 @@ struct State {
     stalled: bool,
 }
 
-impl fmt::Debug for Sink {
+impl fmt::Debug for Writer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sink")
+        f.debug_struct("Writer")
             .field("dest", &self.dest.as_fd())
             .field("state", &self.state)
             .field("written", &self.written)
@@ -78,23 +78,23 @@ impl fmt::Debug for Sink {
     }
 }
 
-/// The sinks of this process's standard output and error (in that order),
+/// The writers of this process's standard output and error (in that order),
 /// each started on first use.
-pub(super) fn standard() -> io::Result<[&'static Sink; 2]> {
-    static STDOUT: Mutex<Option<&'static Sink>> = Mutex::new(None);
-    static STDERR: Mutex<Option<&'static Sink>> = Mutex::new(None);
+pub(super) fn standard() -> io::Result<[&'static Writer; 2]> {
+    static STDOUT: Mutex<Option<&'static Writer>> = Mutex::new(None);
+    static STDERR: Mutex<Option<&'static Writer>> = Mutex::new(None);
     fn get(
-        slot: &Mutex<Option<&'static Sink>>,
+        slot: &Mutex<Option<&'static Writer>>,
         dest: impl AsFd + Send + Sync + 'static,
         name: &str,
-    ) -> io::Result<&'static Sink> {
+    ) -> io::Result<&'static Writer> {
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sink) = *slot {
-            return Ok(sink);
+        if let Some(writer) = *slot {
+            return Ok(writer);
         }
-        let sink = Sink::start(Box::new(dest), name)?;
-        *slot = Some(sink);
-        Ok(sink)
+        let writer = Writer::start(Box::new(dest), name)?;
+        *slot = Some(writer);
+        Ok(writer)
     }
     Ok([
         get(&STDOUT, io::stdout(), "stdout")?,
@@ -102,15 +102,15 @@ pub(super) fn standard() -> io::Result<[&'static Sink; 2]> {
     ])
 }
 
-impl Sink {
-    /// A sink for `dest`, with its writer thread (`procpool-{name}`)
+impl Writer {
+    /// A writer for `dest`, with its writer thread (`procpool-{name}`)
     /// started. Sinks live as long as the process.
-    pub(super) fn start(dest: Box<dyn AsFd + Send + Sync>, name: &str) -> io::Result<&'static Sink> {
+    pub(super) fn start(dest: Box<dyn AsFd + Send + Sync>, name: &str) -> io::Result<&'static Writer> {
         let room = Signal::new()?;
         room.raise();
-        let sink: &'static Sink = Box::leak(Box::new(Sink {
+        let writer: &'static Writer = Box::leak(Box::new(Writer {
             dest,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Queue::default()),
             work: Condvar::new(),
             progress: Condvar::new(),
             written: AtomicU64::new(0),
@@ -118,16 +118,16 @@ impl Sink {
         }));
         std::thread::Builder::new()
             .name(format!("procpool-{name}"))
-            .spawn(move || sink.run())?;
-        Ok(sink)
+            .spawn(move || writer.run())?;
+        Ok(writer)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `lines` (whole lines) for writing, after everything pushed
-    /// before; returns the mark that [`wait_written`](Sink::wait_written)
+    /// before; returns the mark that [`wait_written`](Writer::wait_written)
     /// takes to wait for them.
     pub(super) fn push(&self, lines: &[u8]) -> u64 {
         let mut state = self.lock();
@@ -151,19 +151,19 @@ impl Sink {
         state.pushed
     }
 
-    /// Whether the sink holds less than `limit` bytes.
+    /// Whether the writer holds less than `limit` bytes.
     pub(super) fn has_room(&self, limit: usize) -> bool {
         self.lock().held < limit
     }
 
-    /// Readable while the sink holds less than [`RELAY_LIMIT`].
+    /// Readable while the writer holds less than [`RELAY_LIMIT`].
     pub(super) fn room(&self) -> BorrowedFd<'_> {
         self.room.fd()
     }
 
     /// Waits until everything up to `mark` is written, but not past
-    /// `deadline`, and not at all while the sink is stalled. Passing the
-    /// deadline stalls the sink.
+    /// `deadline`, and not at all while the writer is stalled. Passing the
+    /// deadline stalls the writer.
     pub(super) fn wait_written(&self, mark: u64, deadline: Instant) {
         if self.written.load(Ordering::Acquire) >= mark {
             return;
@@ -234,10 +234,10 @@ mod tests {
     /// The longest a test waits for what should take milliseconds.
     const HANG: Duration = Duration::from_secs(60);
 
-    /// A sink that writes into a pipe; the read end, blocking.
-    fn piped() -> (&'static Sink, OwnedFd) {
+    /// A writer that writes into a pipe; the read end, blocking.
+    fn piped() -> (&'static Writer, OwnedFd) {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        (Sink::start(Box::new(write), "test").unwrap(), read)
+        (Writer::start(Box::new(write), "test").unwrap(), read)
     }
 
     fn read_exactly(fd: &OwnedFd, n: usize) -> Vec<u8> {
@@ -266,62 +266,62 @@ mod tests {
 
     #[test]
     fn lines_are_written_in_order_and_marks_pass() {
-        let (sink, read) = piped();
+        let (writer, read) = piped();
         let first = lines(100, 50);
         let second = lines(100, 70);
-        sink.push(&first);
-        let mark = sink.push(&second);
+        writer.push(&first);
+        let mark = writer.push(&second);
         assert_eq!(mark, (first.len() + second.len()) as u64);
         let got = read_exactly(&read, first.len() + second.len());
         assert!(got[..first.len()] == first[..] && got[first.len()..] == second[..]);
-        sink.wait_written(mark, Instant::now() + HANG);
+        writer.wait_written(mark, Instant::now() + HANG);
         assert!(
-            sink.written.load(Ordering::Acquire) >= mark,
+            writer.written.load(Ordering::Acquire) >= mark,
             "wait_written gave up early"
         );
-        assert!(!sink.lock().stalled);
+        assert!(!writer.lock().stalled);
     }
 
     #[test]
     fn nobody_waits_twice_for_a_stalled_sink() {
-        let (sink, read) = piped();
+        let (writer, read) = piped();
         // More than the pipe holds, and nobody reads it.
-        let mark = sink.push(&lines(2000, 100));
+        let mark = writer.push(&lines(2000, 100));
         let start = Instant::now();
-        sink.wait_written(mark, start + Duration::from_millis(50));
-        assert!(sink.lock().stalled, "a drain that gave up stalls the sink");
+        writer.wait_written(mark, start + Duration::from_millis(50));
+        assert!(writer.lock().stalled, "a drain that gave up stalls the writer");
         let again = Instant::now();
-        sink.wait_written(mark, again + HANG);
-        assert!(again.elapsed() < HANG, "waited for a stalled sink");
-        // Once the writer has caught up, the sink is waited for again.
+        writer.wait_written(mark, again + HANG);
+        assert!(again.elapsed() < HANG, "waited for a stalled writer");
+        // Once the writer has caught up, the writer is waited for again.
         read_exactly(&read, 2000 * 100);
-        let state = sink.lock();
-        let state = sink
+        let state = writer.lock();
+        let state = writer
             .progress
             .wait_timeout_while(state, HANG, |s| s.held > 0)
             .unwrap()
             .0;
         assert_eq!(state.held, 0, "the writer did not catch up");
-        assert!(!state.stalled, "a sink that caught up still counts as stalled");
+        assert!(!state.stalled, "a writer that caught up still counts as stalled");
     }
 
     #[test]
     fn room_is_signalled_below_the_relay_limit() {
-        let (sink, read) = piped();
+        let (writer, read) = piped();
         let has_room_signal = |timeout: PollTimeout| {
-            let mut fds = [PollFd::new(sink.room(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(writer.room(), PollFlags::POLLIN)];
             poll(&mut fds, timeout).unwrap() == 1
         };
-        assert!(sink.has_room(RELAY_LIMIT) && has_room_signal(PollTimeout::ZERO));
+        assert!(writer.has_room(RELAY_LIMIT) && has_room_signal(PollTimeout::ZERO));
         // More than the limit even once the pipe is full.
         let block = lines((RELAY_LIMIT + (256 << 10)) / 100, 100);
-        sink.push(&block);
+        writer.push(&block);
         assert!(
-            !sink.has_room(RELAY_LIMIT),
-            "the sink holds more than the pipe takes"
+            !writer.has_room(RELAY_LIMIT),
+            "the writer holds more than the pipe takes"
         );
         assert!(!has_room_signal(PollTimeout::ZERO), "room signalled while full");
-        assert!(sink.has_room(DRAIN_LIMIT));
+        assert!(writer.has_room(DRAIN_LIMIT));
         // Reading lets the writer go on: room comes back.
         let reader = std::thread::spawn(move || read_exactly(&read, block.len()) == block);
         assert!(
