@@ -56,6 +56,15 @@ pub enum ExitCause {
     },
     /// The operating system reported neither (should not happen on Linux).
     Unknown,
+    /// The task overflowed its stack, and `signal` (SIGSEGV, or SIGBUS)
+    /// ended the worker. The worker said so before it died, as a program's
+    /// main thread prints "has overflowed its stack". Running the task again
+    /// would overflow again, so it is not retried even with
+    /// [`retries`](crate::PoolBuilder::retries).
+    StackOverflow {
+        /// The signal that ended the process.
+        signal: i32,
+    },
 }
 
 impl ExitCause {
@@ -68,9 +77,22 @@ impl ExitCause {
     /// ```
     pub fn signal(&self) -> Option<i32> {
         match self {
-            ExitCause::Signaled { signal, .. } => Some(*signal),
+            ExitCause::Signaled { signal, .. } | ExitCause::StackOverflow { signal } => Some(*signal),
             _ => None,
         }
+    }
+
+    /// Whether the task overflowed its stack ([`ExitCause::StackOverflow`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procpool::ExitCause;
+    /// assert!(ExitCause::StackOverflow { signal: 11 }.is_stack_overflow());
+    /// assert!(!ExitCause::Signaled { signal: 11, core_dumped: false }.is_stack_overflow());
+    /// ```
+    pub fn is_stack_overflow(&self) -> bool {
+        matches!(self, ExitCause::StackOverflow { .. })
     }
 
     /// The exit code, if the process exited on its own.
@@ -93,10 +115,7 @@ impl fmt::Display for ExitCause {
         match self {
             ExitCause::Exited(code) => write!(f, "exited with code {code}"),
             ExitCause::Signaled { signal, core_dumped } => {
-                write!(f, "killed by signal {signal}")?;
-                if let Ok(sig) = nix::sys::signal::Signal::try_from(*signal) {
-                    write!(f, " ({})", sig.as_str())?;
-                }
+                write!(f, "killed by signal {}", SignalName(*signal))?;
                 if *core_dumped {
                     f.write_str(", core dumped")?;
                 }
@@ -107,6 +126,22 @@ impl fmt::Display for ExitCause {
                  Does this program ignore SIGCHLD or reap children itself (waitpid(-1), a \
                  subreaper)? That takes workers' exit statuses from the pool",
             ),
+            ExitCause::StackOverflow { signal } => {
+                write!(f, "stack overflow, killed by signal {}", SignalName(*signal))
+            }
+        }
+    }
+}
+
+/// Prints "11 (SIGSEGV)", or the bare number of a signal nix does not know.
+struct SignalName(i32);
+
+impl fmt::Display for SignalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        match nix::sys::signal::Signal::try_from(self.0) {
+            Ok(sig) => write!(f, " ({})", sig.as_str()),
+            Err(_) => Ok(()),
         }
     }
 }

@@ -94,7 +94,8 @@ pub enum Error {
     },
 
     /// The worker process running the task died (a signal such as SIGKILL
-    /// or SIGSEGV, `abort`, `exit`). The pool has started a replacement.
+    /// or SIGSEGV, `abort`, `exit`, or a stack overflow: see
+    /// [`ExitCause::StackOverflow`]). The pool has started a replacement.
     #[error("{}: worker process {pid} died ({cause}){}", TaskName(*index), Attempts(*attempts))]
     WorkerDied {
         /// Position of the first item of the lost chunk in a `map`-like call;
@@ -500,6 +501,16 @@ mod tests {
             ),
         };
         assert_eq!(panic.to_string(), "task panicked at src/a.rs:3:9: boom");
+        let overflow = Error::WorkerDied {
+            index: None,
+            pid: 8,
+            cause: ExitCause::StackOverflow { signal: 11 },
+            attempts: 1,
+        };
+        assert_eq!(
+            overflow.to_string(),
+            "task: worker process 8 died (stack overflow, killed by signal 11 (SIGSEGV))"
+        );
     }
 
     #[test]

@@ -210,7 +210,13 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
                         requested: Some(requested),
                     }
                 }
-                _ => return died(shared, running, pid, cause),
+                // What the worker said before it died (a stack overflow, a
+                // panic under `panic = "abort"`) would happen again: the
+                // job's outcome, not a death to retry.
+                _ => match worker.last_words(running.ticket.id, cause, running.ticket.attempt) {
+                    Some(error) => error,
+                    None => return died(shared, running, pid, cause),
+                },
             }
         }
     };

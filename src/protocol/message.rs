@@ -8,12 +8,15 @@
 //! | `REJECT` (0x82) | worker → parent | UTF-8 reason (the worker then exits) |
 //! | `DONE` (0x83) | worker → parent | job id u64, item count u32, [`Timing`] (3 × u64 ns), item results |
 //! | `FAULT` (0x84) | worker → parent | UTF-8 reason (the worker then exits) |
+//! | `PANIC` (0x85) | worker → parent | job id u64, the [`RemotePanic`] (codec); only under `panic = "abort"`, the worker then aborts |
 //!
 //! Integers are little endian. A worker handles one task at a time and
-//! answers each with exactly one `DONE` carrying the same job id.
+//! answers each with exactly one `DONE` carrying the same job id, or dies
+//! running it (after a `PANIC`, when a panic aborts the process).
 
-use super::ProtocolError;
 use super::frame;
+use super::{ProtocolError, codec};
+use crate::error::RemotePanic;
 
 pub(crate) const TASK: u8 = 0x01;
 /// Parent → worker, right after `READY`: an empty body, with the worker's
@@ -23,6 +26,9 @@ pub(crate) const READY: u8 = 0x81;
 pub(crate) const REJECT: u8 = 0x82;
 pub(crate) const DONE: u8 = 0x83;
 pub(crate) const FAULT: u8 = 0x84;
+/// Worker → parent, when a task's panic aborts the worker (`panic =
+/// "abort"`): the panic, sent from the panic hook before the abort.
+pub(crate) const PANIC: u8 = 0x85;
 
 const TASK_HEADER: usize = 8 + 8 + 8 + 8 + 4;
 const DONE_HEADER: usize = 8 + 4 + 3 * 8;
@@ -73,6 +79,11 @@ pub(crate) enum FromWorker<'a> {
         results: &'a [u8],
     },
     Fault(&'a str),
+    /// Job `job` panicked, and the worker is aborting.
+    Panicked {
+        job: u64,
+        panic: RemotePanic,
+    },
 }
 
 /// Begins a task frame in `buf`; append the items, then call [`finish_task`].
@@ -170,6 +181,27 @@ pub(crate) fn ready_frame(pid: u32) -> Vec<u8> {
     buf
 }
 
+/// A whole `PANIC` frame for job `job`. A panic too large for a frame
+/// (a message of a gigabyte) is sent as its location and size.
+pub(crate) fn panic_frame(job: u64, panic: &RemotePanic) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut encode = |panic: &RemotePanic| {
+        frame::start(&mut buf);
+        buf.extend_from_slice(&job.to_le_bytes());
+        codec::encode(panic, &mut buf).and_then(|()| {
+            frame::finish(&mut buf, PANIC, frame::DEFAULT_MAX_BODY)
+                .map(drop)
+                .map_err(|size| format!("{size} bytes"))
+        })
+    };
+    if let Err(e) = encode(panic) {
+        let message = format!("(the panic could not be sent to the parent: {e})");
+        let short = RemotePanic::new(message, panic.location().cloned(), None);
+        encode(&short).expect("a short panic fits a frame");
+    }
+    buf
+}
+
 /// A whole `REJECT` or `FAULT` frame carrying `text` (cut to 64 KiB).
 pub(crate) fn text_frame(kind: u8, text: &str) -> Vec<u8> {
     let mut end = text.len().min(64 * 1024);
@@ -246,6 +278,15 @@ impl<'a> FromWorker<'a> {
                 })
             }
             REJECT => Ok(FromWorker::Reject(text(body, "reject")?)),
+            PANIC => {
+                need(body, 8, "panic")?;
+                let panic = codec::decode(&body[8..])
+                    .map_err(|e| ProtocolError::new(format!("panic message: {e}")))?;
+                Ok(FromWorker::Panicked {
+                    job: u64_at(body, 0),
+                    panic,
+                })
+            }
             FAULT => Ok(FromWorker::Fault(text(body, "fault")?)),
             DONE => {
                 need(body, DONE_HEADER, "done")?;
@@ -372,6 +413,20 @@ mod tests {
                 results: &[9]
             }
         );
+    }
+
+    #[test]
+    fn a_panic_round_trips() {
+        let location = crate::error::PanicLocation::new("src/a.rs".into(), 3, 9);
+        let panic = RemotePanic::new("boom".into(), Some(location), Some("bt".into()));
+        let f = panic_frame(11, &panic);
+        let (kind, body) = split(&f);
+        assert_eq!(
+            FromWorker::decode(kind, body).unwrap(),
+            FromWorker::Panicked { job: 11, panic }
+        );
+        assert!(FromWorker::decode(PANIC, &[0; 7]).is_err());
+        assert!(FromWorker::decode(PANIC, &[0; 9]).is_err());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! The worker writes the id of each job before it runs any of the job's
 //! code; after the worker died, the parent reads it to tell a job that had
 //! started from one that never reached it (a worker killed while idle, just
-//! as a job was handed to it).
+//! as a job was handed to it). A worker dying of a stack overflow also
+//! says so here, from its signal handler (see `signal`): a store to shared
+//! memory is all a handler may safely do, and the page outlives the worker.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -11,14 +13,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const PAGE: usize = 4096;
 
-/// A shared page holding the id of the job the worker last started.
-#[derive(Debug)]
-pub(crate) struct Marker {
-    page: NonNull<AtomicU64>,
+/// What the page holds, at its start.
+#[repr(C)]
+struct Page {
+    /// The id of the job the worker last started (0 before any).
+    job: AtomicU64,
+    /// The pid of the process whose stack overflowed, or 0: the worker,
+    /// unless a process it forked (which shares the page) overflowed.
+    overflowed: AtomicU64,
 }
 
-// SAFETY: the page is only accessed through the `AtomicU64` at its start,
-// which is `Sync`; the mapping lives until `drop`, which needs `&mut self`.
+/// A shared page holding the id of the job the worker last started, and
+/// whether it is dying of a stack overflow.
+#[derive(Debug)]
+pub(crate) struct Marker {
+    page: NonNull<Page>,
+}
+
+// SAFETY: the page is only accessed through the atomics of `Page`, which
+// are `Sync`; the mapping lives until `drop`, which needs `&mut self`.
 unsafe impl Send for Marker {}
 // SAFETY: as above.
 unsafe impl Sync for Marker {}
@@ -65,28 +78,41 @@ impl Marker {
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let page =
-            NonNull::new(addr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let page = NonNull::new(addr.cast::<Page>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         Ok(Marker { page })
     }
 
-    fn cell(&self) -> &AtomicU64 {
+    fn page(&self) -> &Page {
         // SAFETY: the page is mapped (until drop), page-aligned, zeroed by
-        // the kernel, and only ever accessed as this one atomic, by any
-        // number of processes: a valid `AtomicU64` for `&self`'s lifetime.
+        // the kernel (all zeros is a valid `Page`), larger than `Page`, and
+        // only ever accessed through its atomics, by any number of
+        // processes: a valid `Page` for `&self`'s lifetime.
         unsafe { self.page.as_ref() }
     }
 
     /// Records that job `job` starts now.
     pub(crate) fn set(&self, job: u64) {
-        self.cell().store(job, Ordering::Release);
+        self.page().job.store(job, Ordering::Release);
     }
 
     /// The job the worker last started (0 before any task).
     pub(crate) fn get(&self) -> u64 {
-        self.cell().load(Ordering::Acquire)
+        self.page().job.load(Ordering::Acquire)
+    }
+
+    /// Records that process `pid` is dying of a stack overflow. One store
+    /// to a lock-free atomic: safe in a signal handler.
+    pub(crate) fn set_stack_overflow(&self, pid: u32) {
+        self.page().overflowed.store(u64::from(pid), Ordering::Release);
+    }
+
+    /// Whether process `pid` said it is dying of a stack overflow.
+    pub(crate) fn stack_overflowed(&self, pid: u32) -> bool {
+        self.page().overflowed.load(Ordering::Acquire) == u64::from(pid)
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Page>() <= PAGE);
 
 impl Drop for Marker {
     fn drop(&mut self) {
@@ -109,6 +135,11 @@ mod tests {
         drop(fd);
         assert_eq!(parent.get(), 0);
         worker.set(42);
+        assert_eq!(parent.get(), 42);
+        assert!(!parent.stack_overflowed(7));
+        worker.set_stack_overflow(7);
+        assert!(parent.stack_overflowed(7));
+        assert!(!parent.stack_overflowed(8));
         assert_eq!(parent.get(), 42);
     }
 }

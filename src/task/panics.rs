@@ -1,9 +1,16 @@
 //! Turning a panic in a task into a [`RemotePanic`] (message, location,
 //! backtrace) for the parent, without printing it in the worker.
+//!
+//! When panics abort (`panic = "abort"`), nothing unwinds to
+//! [`catching`]: the process aborts as soon as the panic hook returns. The
+//! hook is then the only code that sees the panic, so it hands it to the
+//! reporter the worker loop set with [`report_aborting_panics`], which
+//! sends it to the parent before the abort.
 
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
+use std::sync::OnceLock;
 
 use crate::error::{PanicLocation, RemotePanic};
 use crate::protocol::codec::panic_text;
@@ -15,17 +22,36 @@ thread_local! {
     static CAUGHT: RefCell<Option<RemotePanic>> = const { RefCell::new(None) };
 }
 
+/// What receives a task's panic when the panic aborts the process.
+type Reporter = Box<dyn Fn(&RemotePanic) + Send + Sync>;
+
+static ABORT_REPORTER: OnceLock<Reporter> = OnceLock::new();
+
+/// Sets what the panic hook calls with a task's panic when panics abort
+/// (`panic = "abort"`), just before the process aborts. Only the first
+/// call counts. Without it, such a panic is only printed.
+pub(crate) fn report_aborting_panics(report: impl Fn(&RemotePanic) + Send + Sync + 'static) {
+    let _ = ABORT_REPORTER.set(Box::new(report));
+}
+
 /// Installs the worker's panic hook: panics inside [`catching`] are recorded
-/// for the parent; any other panic (say, in a thread a task started) goes to
-/// the previous hook and is printed as usual.
+/// for the parent (or, when panics abort, reported at once); any other
+/// panic (say, in a thread a task started) goes to the previous hook and is
+/// printed as usual.
 pub(crate) fn install_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
-        if QUIET.get() {
-            CAUGHT.with_borrow_mut(|caught| *caught = Some(describe(info)));
-            RECORDED.set(RECORDED.get().wrapping_add(1));
-        } else {
-            previous(info);
+        let quiet = QUIET.get();
+        let aborting = cfg!(panic = "abort");
+        match ABORT_REPORTER.get() {
+            // The process aborts when this returns: now or never.
+            Some(report) if quiet && aborting => report(&describe(info)),
+            _ if quiet && !aborting => {
+                CAUGHT.with_borrow_mut(|caught| *caught = Some(describe(info)));
+                RECORDED.set(RECORDED.get().wrapping_add(1));
+            }
+            // Nobody to tell: at least print it.
+            _ => previous(info),
         }
     }));
 }

@@ -69,11 +69,13 @@ pub(crate) fn run(value: OsString) -> ! {
         sys::process::exit_now(0);
     }
     let marker = match receive_marker(&channel) {
-        Ok(marker) => marker,
+        // Kept until the process ends, for the handlers below.
+        Ok(marker) => &*Box::leak(Box::new(marker)),
         // The parent is gone, or is not procpool.
         Err(e) => sys::process::exit_now(fault(&channel, &format!("no marker page from the parent: {e}"))),
     };
-    let exit_code = serve(&channel, image, &marker);
+    last_words(&channel, marker);
+    let exit_code = serve(&channel, image, marker);
     flush_output();
     sys::process::exit_now(exit_code)
 }
@@ -114,6 +116,34 @@ fn check(env: &WorkerEnv) -> Result<(), String> {
     match me.identity.mismatch(&env.parent) {
         Some(reason) => Err(reason),
         None => Ok(()),
+    }
+}
+
+/// Prepares the worker to tell the parent why it dies, when a task kills
+/// it in a way the parent could not tell from a crash: a stack overflow,
+/// and (under `panic = "abort"`) a panic. Neither is retried.
+fn last_words(channel: &UnixStream, marker: &'static Marker) {
+    // Tasks run on this thread, before `main` (which would have installed
+    // the standard library's handler): install ours.
+    if let Err(e) = sys::signal::report_stack_overflow(marker) {
+        eprintln!(
+            "procpool worker {}: a stack overflow will show as SIGSEGV: {e}",
+            std::process::id()
+        );
+    }
+    if !cfg!(panic = "abort") {
+        return;
+    }
+    match channel.try_clone() {
+        Ok(channel) => panics::report_aborting_panics(move |panic| {
+            // What the task printed comes first; the result follows.
+            flush_output();
+            let _ = sys::fd::send_all(&channel, &message::panic_frame(marker.get(), panic));
+        }),
+        Err(e) => eprintln!(
+            "procpool worker {}: a panic will show as SIGABRT: {e}",
+            std::process::id()
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::{ENV_VAR, WorkerEnv};
-use crate::error::{Error, ExitCause};
+use crate::error::{Error, ExitCause, RemotePanic};
 use crate::func::{Identity, Image};
 use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::{self, FromWorker};
@@ -149,6 +149,9 @@ pub(crate) struct WorkerProcess {
     max_body: usize,
     /// Where the worker records the job it starts (once it is ready).
     marker: Option<Marker>,
+    /// The panic a job's worker reported before aborting (`panic =
+    /// "abort"`), with the job's id.
+    aborted: Option<(u64, RemotePanic)>,
 }
 
 impl WorkerProcess {
@@ -213,6 +216,7 @@ impl WorkerProcess {
             body: Vec::new(),
             max_body: config.max_body,
             marker: None,
+            aborted: None,
         })
     }
 
@@ -362,6 +366,13 @@ impl WorkerProcess {
             }) if job == crate::pool::job::INIT_JOB => {
                 init_outcome(results).map_err(|message| Error::Initializer { pid, message })
             }
+            // It panicked, and panics abort.
+            Ok(FromWorker::Panicked { job, panic }) if job == crate::pool::job::INIT_JOB => {
+                Err(Error::Initializer {
+                    pid,
+                    message: format!("it panicked {panic}"),
+                })
+            }
             Ok(other) => Err(start_error(format!("it answered its initializer with {other:?}"))),
             Err(e) => Err(start_error(format!(
                 "its answer to the initializer is not protocol: {e}"
@@ -385,22 +396,63 @@ impl WorkerProcess {
     }
 
     /// Blocks for the next message from the worker.
+    ///
+    /// A `PANIC` (a job's panic, sent as the worker aborts) is not handed
+    /// out: it is kept for [`last_words`](Self::last_words), and the next
+    /// message is read, which is the end of the channel.
     pub(crate) fn recv(&mut self) -> Result<Received<'_>, RecvError> {
-        let buffered = self.reader.buffer().len();
-        let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
-            Ok(kind) => kind,
-            Err(ReadError::Closed) => return Err(RecvError::Closed),
-            // Cut short: the worker died while it was writing.
-            Err(ReadError::Truncated) => return Err(RecvError::Closed),
-            Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
-            Err(ReadError::Io(_)) => return Err(RecvError::Closed),
-        };
-        Ok(Received {
-            // Fewer bytes were buffered than the frame holds: it took a read.
-            fresh: buffered < frame::HEADER_LEN + self.body.len(),
-            more: !self.reader.buffer().is_empty(),
-            message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
-        })
+        loop {
+            let buffered = self.reader.buffer().len();
+            let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
+                Ok(kind) => kind,
+                Err(ReadError::Closed) => return Err(RecvError::Closed),
+                // Cut short: the worker died while it was writing.
+                Err(ReadError::Truncated) => return Err(RecvError::Closed),
+                Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
+                Err(ReadError::Io(_)) => return Err(RecvError::Closed),
+            };
+            if kind == message::PANIC {
+                let decoded = FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?;
+                if let FromWorker::Panicked { job, panic } = decoded {
+                    self.aborted = Some((job, panic));
+                }
+                continue;
+            }
+            return Ok(Received {
+                // Fewer bytes were buffered than the frame holds: it took a
+                // read.
+                fresh: buffered < frame::HEADER_LEN + self.body.len(),
+                more: !self.reader.buffer().is_empty(),
+                message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
+            });
+        }
+    }
+
+    /// What the dead worker said about how job `job` killed it, as the
+    /// job's error, when running the job again would end the same way: a
+    /// panic under `panic = "abort"` ([`Error::Panicked`]), or a stack
+    /// overflow ([`Error::WorkerDied`] with [`ExitCause::StackOverflow`];
+    /// `cause` is how the worker ended, `attempts` how many times the job
+    /// ran). `None` for any other death.
+    pub(crate) fn last_words(&self, job: u64, cause: ExitCause, attempts: u32) -> Option<Error> {
+        match &self.aborted {
+            Some((aborted, panic)) if *aborted == job => Some(Error::Panicked {
+                index: None,
+                panic: panic.clone(),
+            }),
+            _ => cause.is_stack_overflow().then_some(Error::WorkerDied {
+                index: None,
+                pid: self.pid,
+                cause,
+                attempts,
+            }),
+        }
+    }
+
+    /// Whether the worker's signal handler saw a fault hit its stack's
+    /// guard (see `sys::signal`).
+    fn overflowed(&self) -> bool {
+        self.marker.as_ref().is_some_and(|m| m.stack_overflowed(self.pid))
     }
 
     /// The relay of the worker's output. [`Output::drain`] it before
@@ -415,7 +467,7 @@ impl WorkerProcess {
         match self.child.take() {
             Some(mut child) => {
                 let _ = child.kill();
-                let cause = cause_of(child.wait());
+                let cause = cause_of(child.wait(), self.overflowed());
                 self.output.finish();
                 cause
             }
@@ -427,7 +479,7 @@ impl WorkerProcess {
     pub(crate) fn reap(&mut self) -> ExitCause {
         match self.child.take() {
             Some(mut child) => {
-                let cause = cause_of(child.wait());
+                let cause = cause_of(child.wait(), self.overflowed());
                 self.output.finish();
                 cause
             }
@@ -445,7 +497,7 @@ impl WorkerProcess {
                     Ok(Some(status)) => {
                         self.child = None;
                         self.output.finish();
-                        return cause_of(Ok(status));
+                        return cause_of(Ok(status), self.overflowed());
                     }
                     Ok(None) => std::thread::sleep(Duration::from_millis(2)),
                     Err(_) => break,
@@ -463,10 +515,14 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn cause_of(status: io::Result<ExitStatus>) -> ExitCause {
+/// How the worker ended: its exit status, and whether its stack overflowed.
+fn cause_of(status: io::Result<ExitStatus>, overflowed: bool) -> ExitCause {
     match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitCause::Exited(code),
+            (None, Some(signal @ (libc::SIGSEGV | libc::SIGBUS))) if overflowed => {
+                ExitCause::StackOverflow { signal }
+            }
             (None, Some(signal)) => ExitCause::Signaled {
                 signal,
                 core_dumped: status.core_dumped(),
