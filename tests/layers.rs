@@ -7,7 +7,16 @@ use std::path::Path;
 
 /// From the bottom up.
 const LAYERS: &[&str] = &[
-    "error", "sys", "protocol", "func", "task", "bootstrap", "worker", "progress", "result", "pool",
+    "error",
+    "sys",
+    "protocol",
+    "func",
+    "task",
+    "bootstrap",
+    "worker",
+    "progress",
+    "result",
+    "pool",
 ];
 
 /// Every `crate::<module>` that `source` names outside its unit tests.
@@ -16,7 +25,10 @@ fn names(source: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for (i, _) in code.match_indices("crate::") {
         let rest = &code[i + "crate::".len()..];
-        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         let line_start = code[..i].rfind('\n').map_or(0, |n| n + 1);
         let line = code[line_start..].trim_start();
         // Doc links are not imports.
@@ -39,7 +51,10 @@ fn visit(dir: &Path, layer: &str, problems: &mut Vec<String>) {
         for used in names(&source) {
             let used_rank = LAYERS.iter().position(|l| *l == used).unwrap();
             if used_rank > rank {
-                problems.push(format!("{} ({layer}) uses crate::{used}, a higher layer", path.display()));
+                problems.push(format!(
+                    "{} ({layer}) uses crate::{used}, a higher layer",
+                    path.display()
+                ));
             }
         }
     }

@@ -19,7 +19,7 @@ pub(crate) type RunFn = fn(
     target: crate::protocol::message::Target,
     image: &Image,
     items: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut crate::protocol::message::Results<'_>,
 )
     -> Result<(u32, crate::protocol::message::Timing), crate::protocol::ProtocolError>;
 
@@ -92,9 +92,14 @@ impl Runner {
 mod tests {
     use super::*;
     use crate::protocol::ProtocolError;
-    use crate::protocol::message::{Target, Timing};
+    use crate::protocol::message::{Results, Target, Timing};
 
-    fn counts(_: Target, _: &Image, items: &[u8], _: &mut Vec<u8>) -> Result<(u32, Timing), ProtocolError> {
+    fn counts(
+        _: Target,
+        _: &Image,
+        items: &[u8],
+        _: &mut Results<'_>,
+    ) -> Result<(u32, Timing), ProtocolError> {
         Ok((items.len() as u32, Timing::default()))
     }
 
@@ -111,7 +116,9 @@ mod tests {
             func: 0,
             signature: 0,
         };
-        assert_eq!(run(target, image, &[1, 2, 3], &mut Vec::new()).unwrap().0, 3);
+        let (mut buf, mut send) = (Vec::new(), |_: &[u8]| {});
+        let mut out = Results::start(&mut buf, 1, &mut send);
+        assert_eq!(run(target, image, &[1, 2, 3], &mut out).unwrap().0, 3);
     }
 
     #[test]

@@ -95,6 +95,15 @@ impl Ticket {
 
     /// Keeps the first `at` items here and returns a ticket, with id `id`,
     /// for the rest.
+    /// Splits off the first `at` items as a ticket with id `head`, for
+    /// results that came in a part; this ticket keeps its id and the rest.
+    pub(crate) fn split_head(&mut self, at: u32, head: u64, pending: PendingToken) -> Ticket {
+        let rest = self.split_off(at, self.id, pending);
+        let mut first = std::mem::replace(self, rest);
+        first.id = head;
+        first
+    }
+
     fn split_off(&mut self, at: u32, id: u64, pending: PendingToken) -> Ticket {
         let holes = std::mem::take(&mut self.meta.holes);
         let (head, tail): (Vec<_>, Vec<_>) = holes.into_iter().partition(|(pos, _)| *pos < at);
@@ -314,17 +323,16 @@ where
         PushError::Body(message) => encode_error(message),
         PushError::TooLarge(size) => encode_error(format!("the initializer's argument is {size} bytes")),
     })?;
-    message::finish_task(&mut frame, INIT_JOB, call, 1, max_body).map_err(|size| Error::TooLarge {
-        index: None,
-        what: DataKind::Argument,
-        size,
-        limit: max_body,
+    message::finish_task(&mut frame, message::INIT_JOB, call, 1, max_body).map_err(|size| {
+        Error::TooLarge {
+            index: None,
+            what: DataKind::Argument,
+            size,
+            limit: max_body,
+        }
     })?;
     Ok(frame)
 }
-
-/// The job id of the initializer; tasks are numbered from 1.
-pub(crate) const INIT_JOB: u64 = 0;
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,14 @@ impl Stats {
     /// A worker ran a chunk of `count` items: `ok` of them gave a value and
     /// `failed` an error of their own (the rest, if any, are counted by
     /// their ticket).
+    /// Counts the results of a part of a job (its time is counted when
+    /// the job is done).
+    pub(crate) fn part_done(&self, seat: usize, ok: u32, failed: u32, count: u32) {
+        self.completed.fetch_add(u64::from(ok), Relaxed);
+        self.failed.fetch_add(u64::from(failed), Relaxed);
+        self.seats[seat].tasks.fetch_add(u64::from(count), Relaxed);
+    }
+
     pub(crate) fn chunk_done(&self, seat: usize, ok: u32, failed: u32, count: u32, timing: Timing) {
         self.completed.fetch_add(u64::from(ok), Relaxed);
         self.failed.fetch_add(u64::from(failed), Relaxed);

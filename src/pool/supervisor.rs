@@ -413,6 +413,27 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                     return Stop::Retire(replacement);
                 }
             }
+            FromWorker::Part { job, count, results } => {
+                let ok = match validate(results, count) {
+                    Ok(ok) => ok,
+                    Err(e) => return Stop::Broken(e.0),
+                };
+                let ticket = match shared.part_done(seat, job, count) {
+                    Ok(ticket) => ticket,
+                    Err(message) => return Stop::Broken(message),
+                };
+                // What these items printed comes before their results.
+                if fresh {
+                    output.drain(false);
+                }
+                if ticket.call.is_cancelled() {
+                    shared.stats.part_done(seat, 0, 0, count);
+                    ticket.complete(ChunkOutcome::Failed(Error::Cancelled));
+                } else {
+                    shared.stats.part_done(seat, ok, count - ok, count);
+                    ticket.complete(ChunkOutcome::Results(results));
+                }
+            }
             FromWorker::Fault(reason) => return Stop::Broken(format!("the worker gave up: {reason}")),
             other => return Stop::Broken(format!("unexpected message {other:?}")),
         }

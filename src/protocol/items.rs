@@ -6,7 +6,8 @@
 //! In a `TASK`, the tag is [`ARG_VALUE`] (the bytes are the argument) or
 //! [`ARG_HOLE`] (the parent could not encode this argument; the worker only
 //! echoes [`RES_SKIPPED`]). In a `DONE`, the tag says how the item ended and
-//! the bytes carry its value, panic or error message.
+//! the bytes carry its value, panic or error message (or, for
+//! [`RES_TOO_LARGE`], the result's size).
 
 use super::ProtocolError;
 
@@ -18,6 +19,9 @@ pub(crate) const RES_PANIC: u8 = 1;
 pub(crate) const RES_ARG_DECODE: u8 = 2;
 pub(crate) const RES_RESULT_ENCODE: u8 = 3;
 pub(crate) const RES_SKIPPED: u8 = 4;
+/// The result encoded fine but is larger than a frame may carry; the body
+/// is its size, a u64.
+pub(crate) const RES_TOO_LARGE: u8 = 5;
 
 const ITEM_HEADER: usize = 5;
 

@@ -9,10 +9,15 @@
 //! | `DONE` (0x83) | worker → parent | job id u64, item count u32, [`Timing`] (3 × u64 ns), item results |
 //! | `FAULT` (0x84) | worker → parent | UTF-8 reason (the worker then exits) |
 //! | `PANIC` (0x85) | worker → parent | job id u64, the [`RemotePanic`] (codec); only under `panic = "abort"`, the worker then aborts |
+//! | `PART` (0x86) | worker → parent | as `DONE` (timing zero): the results of the task's first items, sent before the rest is run |
 //!
 //! Integers are little endian. A worker handles one task at a time and
 //! answers each with exactly one `DONE` carrying the same job id, or dies
-//! running it (after a `PANIC`, when a panic aborts the process).
+//! running it (after a `PANIC`, when a panic aborts the process). Results
+//! of a task that add up to more than [`PART_BYTES`] come in parts: `PART`
+//! frames with the results of the next items, then the `DONE` with the
+//! last ones, so that no frame nears the limit however large a chunk's
+//! results are. Job 0 ([`INIT_JOB`]) is a worker's initializer.
 
 use super::frame;
 use super::{ProtocolError, codec};
@@ -29,6 +34,20 @@ pub(crate) const FAULT: u8 = 0x84;
 /// Worker → parent, when a task's panic aborts the worker (`panic =
 /// "abort"`): the panic, sent from the panic hook before the abort.
 pub(crate) const PANIC: u8 = 0x85;
+/// Worker → parent: the results of a task's first items; see the module
+/// docs.
+pub(crate) const PART: u8 = 0x86;
+
+/// A worker sends the results it holds as a `PART` once they reach this
+/// size.
+pub(crate) const PART_BYTES: usize = 64 << 20;
+
+/// The largest encoded result one item may have: what fits in a `DONE`
+/// frame of the default limit on its own.
+pub(crate) const MAX_RESULT_ITEM: usize = frame::DEFAULT_MAX_BODY - DONE_HEADER - 5;
+
+/// The job id of a worker's initializer task; tasks count from 1.
+pub(crate) const INIT_JOB: u64 = 0;
 
 const TASK_HEADER: usize = 8 + 8 + 8 + 8 + 4;
 const DONE_HEADER: usize = 8 + 4 + 3 * 8;
@@ -76,6 +95,12 @@ pub(crate) enum FromWorker<'a> {
         job: u64,
         count: u32,
         timing: Timing,
+        results: &'a [u8],
+    },
+    /// The results of the first `count` items job `job` still holds.
+    Part {
+        job: u64,
+        count: u32,
         results: &'a [u8],
     },
     Fault(&'a str),
@@ -154,13 +179,90 @@ pub(crate) fn finish_done(
     timing: Timing,
     max_body: usize,
 ) -> Result<(), usize> {
+    fill_done(buf, job, count, timing);
+    frame::finish(buf, DONE, max_body).map(drop)
+}
+
+/// The results of a task as a worker makes them: a `DONE` frame being
+/// filled, whose first results go out as `PART` frames (through `send`)
+/// once they reach [`PART_BYTES`]. The last result always stays for the
+/// `DONE`, so a task's frames are one or more parts and one done.
+pub(crate) struct Results<'a> {
+    buf: &'a mut Vec<u8>,
+    job: u64,
+    /// Results in `buf`.
+    held: u32,
+    send: &'a mut dyn FnMut(&[u8]),
+}
+
+impl<'a> Results<'a> {
+    /// Begins the results of job `job` in `buf`.
+    pub(crate) fn start(buf: &'a mut Vec<u8>, job: u64, send: &'a mut dyn FnMut(&[u8])) -> Self {
+        start_done(buf);
+        Results {
+            buf,
+            job,
+            held: 0,
+            send,
+        }
+    }
+
+    /// Appends one result item, which `write` appends to the buffer.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.held > 0 && done_body_len(self.buf) >= PART_BYTES {
+            self.send_part();
+        }
+        let at = self.buf.len();
+        write(self.buf);
+        self.held += 1;
+        if self.held > 1 && done_body_len(self.buf) > frame::DEFAULT_MAX_BODY {
+            // This result would take the frame past the limit: the ones
+            // before it go first.
+            let last = self.buf.split_off(at);
+            self.held -= 1;
+            self.send_part();
+            self.buf.extend_from_slice(&last);
+            self.held = 1;
+        }
+    }
+
+    /// How many results the `DONE` frame holds.
+    pub(crate) fn held(&self) -> u32 {
+        self.held
+    }
+
+    fn send_part(&mut self) {
+        fill_done(self.buf, self.job, self.held, Timing::default());
+        frame::finish(self.buf, PART, usize::MAX).expect("a part is below the limit");
+        (self.send)(self.buf);
+        self.buf.clear();
+        start_done(self.buf);
+        self.held = 0;
+    }
+}
+
+impl std::fmt::Debug for Results<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Results")
+            .field("job", &self.job)
+            .field("held", &self.held)
+            .field("bytes", &self.buf.len())
+            .finish()
+    }
+}
+
+/// The body size of a frame begun with [`start_done`] so far.
+fn done_body_len(buf: &[u8]) -> usize {
+    buf.len() - frame::HEADER_LEN
+}
+
+fn fill_done(buf: &mut [u8], job: u64, count: u32, timing: Timing) {
     let h = frame::HEADER_LEN;
     buf[h..h + 8].copy_from_slice(&job.to_le_bytes());
     buf[h + 8..h + 12].copy_from_slice(&count.to_le_bytes());
     buf[h + 12..h + 20].copy_from_slice(&timing.decode_ns.to_le_bytes());
     buf[h + 20..h + 28].copy_from_slice(&timing.run_ns.to_le_bytes());
     buf[h + 28..h + 36].copy_from_slice(&timing.encode_ns.to_le_bytes());
-    frame::finish(buf, DONE, max_body).map(drop)
 }
 
 /// A whole `MARK` frame (the descriptor travels beside it).
@@ -298,6 +400,14 @@ impl<'a> FromWorker<'a> {
                         run_ns: u64_at(body, 20),
                         encode_ns: u64_at(body, 28),
                     },
+                    results: &body[DONE_HEADER..],
+                })
+            }
+            PART => {
+                need(body, DONE_HEADER, "part")?;
+                Ok(FromWorker::Part {
+                    job: u64_at(body, 0),
+                    count: u32_at(body, 8),
                     results: &body[DONE_HEADER..],
                 })
             }
@@ -446,5 +556,35 @@ mod tests {
         let (_, body) = split(&f);
         assert!(std::str::from_utf8(body).is_ok());
         assert!(body.len() <= 64 * 1024);
+    }
+
+    #[test]
+    fn large_results_go_out_in_parts_and_the_last_stays_for_the_done() {
+        use crate::protocol::items::{self, Items};
+        let mut sent: Vec<(u8, u64, u32, usize)> = Vec::new();
+        let mut buf = Vec::new();
+        let mut send = |frame: &[u8]| {
+            let (kind, body) = split(frame);
+            let Ok(FromWorker::Part { job, count, results }) = FromWorker::decode(kind, body) else {
+                panic!("not a part");
+            };
+            sent.push((kind, job, count, Items::new(results).count()));
+        };
+        let mut results = Results::start(&mut buf, 7, &mut send);
+        let item = vec![1u8; 40 << 20];
+        for _ in 0..5 {
+            results.push(|b| items::push_bytes(b, items::RES_OK, &item));
+        }
+        let held = results.held();
+        drop(results);
+        // 40 + 40 MiB reach PART_BYTES: two parts of two, one left.
+        assert_eq!(sent, vec![(PART, 7, 2, 2), (PART, 7, 2, 2)]);
+        assert_eq!(held, 1);
+        finish_done(&mut buf, 7, held, Timing::default(), DEFAULT_MAX_BODY).unwrap();
+        let (kind, body) = split(&buf);
+        let Ok(FromWorker::Done { count, results, .. }) = FromWorker::decode(kind, body) else {
+            panic!("not a done");
+        };
+        assert_eq!((count, Items::new(results).count()), (1, 1));
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn validate(results: &[u8], count: u32) -> Result<u32, ProtocolError>
     let (mut seen, mut ok) = (0u32, 0u32);
     for item in Items::new(results) {
         let (tag, _) = item?;
-        if tag > items::RES_SKIPPED {
+        if tag > items::RES_TOO_LARGE {
             return Err(ProtocolError::new(format!("unknown result tag {tag}")));
         }
         seen += 1;
@@ -119,6 +119,14 @@ fn decode_item<R: DeserializeOwned>(
             index,
             what: DataKind::Result,
             message: text(),
+        }),
+        items::RES_TOO_LARGE => Err(Error::TooLarge {
+            index,
+            what: DataKind::Result,
+            size: body.try_into().map_or(usize::MAX, |b| {
+                usize::try_from(u64::from_le_bytes(b)).unwrap_or(usize::MAX)
+            }),
+            limit: crate::protocol::message::MAX_RESULT_ITEM,
         }),
         _ => Err(meta
             .holes

@@ -8,7 +8,7 @@ use crate::func::{FunctionId, Image};
 use crate::protocol::ProtocolError;
 use crate::protocol::codec;
 use crate::protocol::items::{self, ARG_HOLE, ARG_VALUE, Items, PushError};
-use crate::protocol::message::{Target, Timing};
+use crate::protocol::message::{MAX_RESULT_ITEM, Results, Target, Timing};
 
 /// Runs `K` on every item of `items`, appending one result item per item,
 /// in batches: decode a batch of arguments, run the task on each, encode
@@ -22,7 +22,7 @@ pub(crate) fn run_chunk<K: Kernel + ?Sized>(
     target: Target,
     image: &Image,
     items: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut Results<'_>,
 ) -> Result<(u32, Timing), ProtocolError> {
     if target.signature != K::signature() {
         return Err(ProtocolError::new(format!(
@@ -72,7 +72,7 @@ pub(crate) fn run_chunk<K: Kernel + ?Sized>(
         let ran = Instant::now();
         count += values.len() as u32;
         for value in values.drain(..) {
-            push_result(value, out);
+            out.push(|buf| push_result(value, buf));
         }
         let encoded = Instant::now();
         timing.decode_ns += nanos(decoded - start);
@@ -129,6 +129,11 @@ fn push_result<R: serde::Serialize>(ran: Ran<R>, out: &mut Vec<u8>) {
         Ok(()) => {
             if let Some(message) = failed_encode {
                 items::push_bytes(out, items::RES_RESULT_ENCODE, message.as_bytes());
+            } else if out.len() - start > MAX_RESULT_ITEM + 5 {
+                // It encoded, but no frame can carry it.
+                let size = (out.len() - start - 5) as u64;
+                out.truncate(start);
+                items::push_bytes(out, items::RES_TOO_LARGE, &size.to_le_bytes());
             }
         }
         Err(panic) => {

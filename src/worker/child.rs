@@ -194,8 +194,18 @@ fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
         };
         // From here on the job counts as started if the worker dies.
         marker.set(job);
-        message::start_done(&mut out);
-        let timing = match run(target, image, items, &mut out) {
+        let mut send_part = |part: &[u8]| {
+            // What the items printed comes before their results.
+            flush_output();
+            if sys::fd::send_all(channel, part).is_err() {
+                // The parent is gone.
+                sys::process::exit_now(0);
+            }
+        };
+        let mut results = message::Results::start(&mut out, job, &mut send_part);
+        let outcome = run(target, image, items, &mut results);
+        let held = results.held();
+        let timing = match outcome {
             Ok((n, timing)) if n == count => timing,
             Ok((n, _)) => {
                 return fault(
@@ -205,8 +215,8 @@ fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
             }
             Err(e) => return fault(channel, &format!("task {job}: {e}")),
         };
-        if let Err(size) = message::finish_done(&mut out, job, count, timing, DEFAULT_MAX_BODY) {
-            too_large(&mut out, job, count, size);
+        if let Err(size) = message::finish_done(&mut out, job, held, timing, DEFAULT_MAX_BODY) {
+            too_large(&mut out, job, held, size);
         }
         flush_output();
         if sys::fd::send_all(channel, &out).is_err() {

@@ -363,16 +363,14 @@ impl WorkerProcess {
                 count: 1,
                 results,
                 ..
-            }) if job == crate::pool::job::INIT_JOB => {
+            }) if job == message::INIT_JOB => {
                 init_outcome(results).map_err(|message| Error::Initializer { pid, message })
             }
             // It panicked, and panics abort.
-            Ok(FromWorker::Panicked { job, panic }) if job == crate::pool::job::INIT_JOB => {
-                Err(Error::Initializer {
-                    pid,
-                    message: format!("it panicked {panic}"),
-                })
-            }
+            Ok(FromWorker::Panicked { job, panic }) if job == message::INIT_JOB => Err(Error::Initializer {
+                pid,
+                message: format!("it panicked {panic}"),
+            }),
             Ok(other) => Err(start_error(format!("it answered its initializer with {other:?}"))),
             Err(e) => Err(start_error(format!(
                 "its answer to the initializer is not protocol: {e}"

@@ -21,6 +21,7 @@ use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
 use crate::pool::job::{Job, Ticket};
 use crate::pool::policy::Doom;
+use crate::protocol::message;
 use crate::worker::handle::Channel;
 
 /// The most bytes of task frames a worker is sent ahead of the job it
@@ -333,6 +334,32 @@ impl Shared {
             busy: !s.inflight.is_empty(),
             killed,
         })
+    }
+
+    /// The worker of `seat` sent the results of the first `count` items of
+    /// job `job`, the one it runs, in a part: returns a ticket for those
+    /// items, and keeps the rest running under the same id (with a frame
+    /// of only the rest, should it be retried). `Err` if that is not the
+    /// job it runs, or not a part of it.
+    pub(crate) fn part_done(&self, seat: usize, job: u64, count: u32) -> Result<Ticket, String> {
+        let head_id = self.next_job_id();
+        let token = self.pending.token();
+        let mut state = self.lock();
+        let running = match state.seats[seat].inflight.front_mut() {
+            Some(r) if r.ticket.id == job && count > 0 && count < r.ticket.meta.count => r,
+            Some(r) => {
+                return Err(format!(
+                    "it sent a part of {count} results of job {job} while running job {} ({} items)",
+                    r.ticket.id, r.ticket.meta.count
+                ));
+            }
+            None => return Err(format!("it sent a part of job {job} while holding none")),
+        };
+        let (_, rest) = message::split_task(&running.frame, count, head_id, job)
+            .ok_or_else(|| format!("job {job} cannot be split after {count} items"))?;
+        running.len = rest.len();
+        running.frame = Arc::new(rest);
+        Ok(running.ticket.split_head(count, head_id, token))
     }
 
     /// After the worker of `seat` finished jobs: sends it more, if some
