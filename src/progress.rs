@@ -2,6 +2,11 @@
 //! `progress`, drawn with [indicatif]). Without the feature, calls carry no
 //! bar and this is an empty shell that is never made.
 //!
+//! The bar draws on a target that may be the caller's own code (a
+//! `TermLike`), from the supervisor threads: every call into it is
+//! shielded, so that a panic there costs the pool nothing (the bar just
+//! stops moving).
+//!
 //! [indicatif]: https://docs.rs/indicatif
 
 #[cfg(feature = "progress")]
@@ -10,13 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
+#[cfg(feature = "progress")]
+use crate::pool::callbacks::{drop_shielded, shielded};
 
 /// A call's progress bar: advanced as tasks finish, on the supervisor
 /// threads.
 #[derive(Debug, Clone)]
 pub(crate) struct Progress {
     #[cfg(feature = "progress")]
-    bar: indicatif::ProgressBar,
+    bar: Arc<Bar>,
     /// The caller brought the bar: keep its style.
     #[cfg(feature = "progress")]
     theirs: bool,
@@ -31,7 +38,7 @@ impl Progress {
     #[cfg(feature = "progress")]
     pub(crate) fn new(bar: indicatif::ProgressBar) -> Self {
         Progress {
-            bar,
+            bar: Arc::new(Bar(Some(bar))),
             theirs: true,
             stopped: Arc::default(),
         }
@@ -44,7 +51,7 @@ impl Progress {
     pub(crate) fn on(target: indicatif::ProgressDrawTarget) -> Self {
         let bar = indicatif::ProgressBar::with_draw_target(None, target);
         Progress {
-            bar,
+            bar: Arc::new(Bar(Some(bar))),
             theirs: false,
             stopped: Arc::default(),
         }
@@ -61,14 +68,16 @@ impl Progress {
                 Some(_) => "{bar:40} {pos}/{len} tasks  {per_sec}  ETA {eta}",
                 None => "{spinner} {pos} tasks  {per_sec}  {elapsed}",
             };
-            if !self.theirs
-                && let Ok(style) = ProgressStyle::with_template(template)
-            {
-                self.bar.set_style(style);
-            }
-            if let Some(n) = total {
-                self.bar.set_length(n as u64);
-            }
+            self.bar.draw(|bar| {
+                if !self.theirs
+                    && let Ok(style) = ProgressStyle::with_template(template)
+                {
+                    bar.set_style(style);
+                }
+                if let Some(n) = total {
+                    bar.set_length(n as u64);
+                }
+            });
         }
         #[cfg(not(feature = "progress"))]
         let _ = total;
@@ -83,7 +92,7 @@ impl Progress {
         }
         #[cfg(feature = "progress")]
         if !self.stopped.load(Ordering::Relaxed) {
-            self.bar.inc(u64::from(n));
+            self.bar.draw(|bar| bar.inc(u64::from(n)));
         }
         #[cfg(not(feature = "progress"))]
         let _ = n;
@@ -97,7 +106,7 @@ impl Progress {
         } else {
             #[cfg(feature = "progress")]
             if !self.stopped.load(Ordering::Relaxed) {
-                self.bar.finish();
+                self.bar.draw(indicatif::ProgressBar::finish);
             }
         }
     }
@@ -106,7 +115,32 @@ impl Progress {
     pub(crate) fn stop(&self) {
         #[cfg(feature = "progress")]
         if !self.stopped.swap(true, Ordering::Relaxed) {
-            self.bar.abandon();
+            self.bar.draw(indicatif::ProgressBar::abandon);
+        }
+    }
+}
+
+/// The indicatif bar, whose every update (and last drop: a bar dropped
+/// unfinished draws itself finished) may run the target's code.
+#[cfg(feature = "progress")]
+#[derive(Debug)]
+struct Bar(Option<indicatif::ProgressBar>);
+
+#[cfg(feature = "progress")]
+impl Bar {
+    /// Updates the bar, shielded.
+    fn draw(&self, update: impl FnOnce(&indicatif::ProgressBar)) {
+        if let Some(bar) = &self.0 {
+            shielded(|| update(bar));
+        }
+    }
+}
+
+#[cfg(feature = "progress")]
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            drop_shielded(bar);
         }
     }
 }

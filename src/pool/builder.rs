@@ -205,6 +205,12 @@ impl PoolBuilder {
     /// when no worker is left, every waiting task and later call gets the
     /// error. It counts toward the [`start_timeout`](Self::start_timeout).
     ///
+    /// (A replacement that fails to start for any other reason, such as
+    /// the system refusing a new process for a while, is tried again with
+    /// a growing pause, up to 2 s, for as long as the pool runs. Once every
+    /// seat has failed 3 times in a row, waiting tasks and new calls get
+    /// the error instead of waiting, until a worker starts again.)
+    ///
     /// # Examples
     ///
     /// ```

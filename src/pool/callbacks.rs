@@ -5,6 +5,15 @@
 //! callback hold up the threads that read from workers. A panicking
 //! callback is caught (the panic is printed by the panic hook as usual) and
 //! the result still becomes ready with its value.
+//!
+//! # Other user code on pool threads
+//!
+//! Callbacks are not the only user code the pool's threads run: a
+//! `tracing` subscriber sees their events, a waker is woken, a progress bar
+//! draws on its target, a decoded value nobody takes is dropped. Each such
+//! call goes through [`shielded`] (or [`drop_shielded`]), so that a panic
+//! in it costs the pool neither a thread nor what that thread looks after
+//! (a worker seat, the task deadlines).
 
 use std::cell::Cell;
 use std::fmt;
@@ -68,7 +77,7 @@ impl<T> Callbacks<T> {
 
     /// Runs the callback that matches `result`, catching a panic.
     pub(crate) fn invoke(self, result: &Result<T, Error>) {
-        let _ = catch_unwind(AssertUnwindSafe(|| match result {
+        shielded(|| match result {
             Ok(value) => {
                 if let Some(f) = self.on_success {
                     f(value);
@@ -79,7 +88,7 @@ impl<T> Callbacks<T> {
                     f(error);
                 }
             }
-        }));
+        });
     }
 }
 
@@ -142,7 +151,28 @@ fn serve(jobs: Receiver<Job>) {
 }
 
 fn run_guarded(job: Job) {
-    let _ = catch_unwind(AssertUnwindSafe(job));
+    shielded(job);
+}
+
+/// Runs user code on a pool thread: a panic is caught (the panic hook has
+/// printed it as usual) and gives `None`.
+pub(crate) fn shielded<R>(user_code: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(user_code)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            // A payload's own `Drop` may panic too: then it is leaked.
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
+            None
+        }
+    }
+}
+
+/// Drops a value whose `Drop` is user code, on a pool thread (see
+/// [`shielded`]).
+pub(crate) fn drop_shielded<T>(value: T) {
+    shielded(move || drop(value));
 }
 
 /// The callback state of a [`Call`](crate::Call) without callbacks.

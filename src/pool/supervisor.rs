@@ -9,21 +9,51 @@
 //! Reading blocks in `read`, so a worker's death (its end of the channel
 //! closes) wakes its supervisor at once; so does `terminate`, which cuts the
 //! parent's end.
+//!
+//! # A seat never gives up on a transient failure
+//!
+//! A replacement that cannot start (the system refuses a process for a
+//! while, the worker fails its handshake) is tried again after a pause
+//! that doubles from [`RESTART_PAUSE`] up to [`RESTART_PAUSE_MAX`], until
+//! it starts or the pool stops (which cuts the pause short). After
+//! [`RESTART_ATTEMPTS`] failures in a row the seat reports itself down:
+//! while every seat is down, waiting tasks and new calls get the error
+//! instead of waiting; the first seat back takes the pool out of that
+//! state. Only an initializer that fails [`RESTART_ATTEMPTS`] times in a
+//! row gives its seat up for good: that is the caller's code saying no, and
+//! it is not run in an endless loop.
+//!
+//! # User code on these threads
+//!
+//! A supervisor runs user code: the `tracing` subscriber, and through the
+//! sinks, wakers, progress bars and the `Drop` of results. Each call is
+//! shielded (see [`callbacks`](crate::pool::callbacks)); should a panic
+//! still get through, the supervisor fails the jobs its seat held, and
+//! starts over with a new worker.
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause};
+use crate::pool::callbacks::{drop_shielded, shielded};
 use crate::pool::policy::Doom;
 use crate::pool::shared::{Finished, Lifecycle, Lost, Running, Shared};
 use crate::protocol::message::FromWorker;
 use crate::result::sink::{ChunkOutcome, validate};
 use crate::worker::handle::{Received, RecvError, WorkerProcess};
 
-/// How many times in a row a seat tries to start a replacement worker
-/// before it gives up.
-const RESTART_ATTEMPTS: usize = 3;
+/// How many times in a row a seat fails to start a replacement worker
+/// before it reports itself down (and an initializer fails before its seat
+/// gives up for good).
+const RESTART_ATTEMPTS: u32 = 3;
+
+/// The pause after a seat's first failed start; it doubles with each
+/// failure in a row.
+const RESTART_PAUSE: Duration = Duration::from_millis(10);
+
+/// The longest pause between two tries to start a worker.
+const RESTART_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// How long a worker that was told to stop (its task budget is spent) may
 /// take to exit before it is killed.
@@ -40,17 +70,25 @@ pub(crate) fn start(
         let shared = Arc::clone(shared);
         std::thread::Builder::new()
             .name(format!("procpool-seat-{seat}"))
-            .spawn(move || guarded(&shared, seat, &started))?
+            .spawn(move || guarded(&shared, seat, started))?
     };
     shared.add_thread(handle);
     Ok(())
 }
 
-/// Runs the supervisor; if it ever panicked (a bug), the job its seat held
-/// fails instead of waiting forever, and the seat is given up.
-fn guarded(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(shared, seat, started)));
-    if let Err(payload) = outcome {
+/// Runs the supervisor. If it panics (a bug, or user code that got past
+/// its shield), the jobs its seat held fail instead of waiting forever, its
+/// worker is killed and reaped, and it starts over with a new worker: the
+/// seat is not lost, though it pauses before it starts over, longer each
+/// time. A pool still starting fails with the panic instead.
+fn guarded(shared: &Shared, seat: usize, started: Sender<Result<(), Error>>) {
+    let mut started = Some(started);
+    let mut pause = RESTART_PAUSE;
+    loop {
+        let run = std::panic::AssertUnwindSafe(|| run(shared, seat, &mut started));
+        let Err(payload) = std::panic::catch_unwind(run) else {
+            return;
+        };
         let error = Error::Protocol {
             pid: 0,
             message: format!(
@@ -58,10 +96,20 @@ fn guarded(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                 crate::protocol::codec::panic_text(&*payload)
             ),
         };
+        drop_shielded(payload);
         for running in shared.seat_lost(seat).held {
-            running.ticket.complete(ChunkOutcome::Failed(error.clone()));
+            let error = error.clone();
+            shielded(move || running.ticket.complete(ChunkOutcome::Failed(error)));
         }
-        shared.seat_gave_up(seat, error);
+        if let Some(started) = started.take() {
+            let _ = started.send(Err(error));
+            return;
+        }
+        shielded(|| tracing::error!(seat, %error, "procpool supervisor failed; starting the seat over"));
+        if !shared.pause_restart(pause) {
+            return;
+        }
+        pause = (pause * 2).min(RESTART_PAUSE_MAX);
     }
 }
 
@@ -88,20 +136,34 @@ impl Drop for ForgetOnUnwind<'_> {
     }
 }
 
-fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
-    let mut worker = match bring_up(shared, seat) {
-        BringUp::Up(worker) => worker,
-        BringUp::Stopped => {
-            let _ = started.send(Err(Error::Terminated));
-            return;
+/// Supervises `seat`: starts its first worker (reporting on `started`
+/// whether it came up), or, once the pool has started, a replacement.
+fn run(shared: &Shared, seat: usize, started: &mut Option<Sender<Result<(), Error>>>) {
+    let mut worker = match started.is_some() {
+        true => {
+            let first = bring_up(shared, seat);
+            let up = match &first {
+                BringUp::Up(worker) => {
+                    let pid = worker.pid();
+                    shielded(|| tracing::debug!(pid, seat, "procpool worker started"));
+                    Ok(())
+                }
+                BringUp::Stopped => Err(Error::Terminated),
+                BringUp::Failed(e) => Err(e.clone()),
+            };
+            if let Some(started) = started.take() {
+                let _ = started.send(up);
+            }
+            match first {
+                BringUp::Up(worker) => worker,
+                _ => return,
+            }
         }
-        BringUp::Failed(e) => {
-            let _ = started.send(Err(e));
-            return;
-        }
+        false => match restart(shared, seat, spawn_registered(shared, seat)) {
+            Some(worker) => worker,
+            None => return,
+        },
     };
-    tracing::debug!(pid = worker.pid(), seat, "procpool worker started");
-    let _ = started.send(Ok(()));
     // Declared after the worker, so dropped before it.
     let _forget = ForgetOnUnwind { shared, seat };
     loop {
@@ -115,7 +177,9 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                     shared.seat_lost(seat);
                 }
                 let cause = worker.reap_within(RETIRE_GRACE);
-                tracing::info!(pid, seat, %cause, "procpool worker recycled after max_tasks_per_child");
+                shielded(
+                    || tracing::info!(pid, seat, %cause, "procpool worker recycled after max_tasks_per_child"),
+                );
                 match replacement {
                     BringUp::Stopped => None,
                     other => Some(other),
@@ -130,7 +194,7 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                     true => worker.reap(),
                     false => worker.kill_and_reap(),
                 };
-                match (graceful, lost.doom, &stop) {
+                shielded(|| match (graceful, lost.doom, &stop) {
                     (true, _, _) => tracing::debug!(pid, seat, %cause, "procpool worker exited"),
                     (false, Some(doom), _) => {
                         tracing::info!(pid, seat, ?doom, "procpool worker killed on purpose")
@@ -142,7 +206,7 @@ fn run(shared: &Shared, seat: usize, started: &Sender<Result<(), Error>>) {
                         tracing::debug!(pid, seat, "procpool worker stopped by terminate")
                     }
                     (false, None, _) => tracing::warn!(pid, seat, %cause, "procpool worker died"),
-                }
+                });
                 // Start the replacement before reporting the death, so that
                 // whoever learns of the death finds the pool whole again.
                 let replacement = lost
@@ -228,11 +292,14 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
 fn died(shared: &Shared, running: Running, pid: u32, cause: ExitCause) {
     match running.retry() {
         Ok(job) => {
-            tracing::info!(
-                pid,
-                attempt = job.ticket.attempt,
-                "procpool task lost with its worker; running it again"
-            );
+            let attempt = job.ticket.attempt;
+            shielded(|| {
+                tracing::info!(
+                    pid,
+                    attempt,
+                    "procpool task lost with its worker; running it again"
+                )
+            });
             shared.requeue(std::iter::once(job))
         }
         // Cancelled while its worker was dying: it is not run again.
@@ -287,7 +354,9 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
             shared.worker_gone(seat);
             let pid = worker.pid();
             let cause = worker.kill_and_reap();
-            tracing::debug!(pid, seat, ?lifecycle, %cause, "procpool worker stopped: the pool no longer wanted it");
+            shielded(
+                || tracing::debug!(pid, seat, ?lifecycle, %cause, "procpool worker stopped: the pool no longer wanted it"),
+            );
             BringUp::Stopped
         }
     }
@@ -299,27 +368,50 @@ fn bring_up(shared: &Shared, seat: usize) -> BringUp {
 }
 
 /// Replaces a dead worker, starting from the process `first_try` already
-/// spawned; gives the seat up after repeated failures.
+/// spawned; tries again, pausing longer each time, until a worker starts
+/// or the pool stops (see the module's docs). `None` when the pool stopped
+/// or the seat gave up.
 fn restart(shared: &Shared, seat: usize, first_try: BringUp) -> Option<WorkerProcess> {
     let mut attempt = first_try;
-    let mut failures = 0;
+    let mut failures = 0u32;
+    let mut initializer_failures = 0u32;
+    let mut pause = RESTART_PAUSE;
     loop {
         match admit(shared, seat, attempt) {
             BringUp::Up(worker) => {
                 shared.stats.respawned();
-                tracing::info!(pid = worker.pid(), seat, "procpool replacement worker started");
+                let pid = worker.pid();
+                shielded(|| tracing::info!(pid, seat, "procpool replacement worker started"));
                 return Some(worker);
             }
             BringUp::Stopped => return None,
             BringUp::Failed(e) => {
-                failures += 1;
+                failures = failures.saturating_add(1);
+                initializer_failures = match e {
+                    Error::Initializer { .. } => initializer_failures + 1,
+                    _ => 0,
+                };
                 let pid = start_pid(&e);
-                tracing::warn!(pid, seat, error = %e, failures, "procpool replacement worker failed to start");
-                if failures == RESTART_ATTEMPTS {
-                    tracing::error!(pid, seat, error = %e, "procpool gave up refilling a worker seat");
-                    shared.seat_gave_up(seat, e);
+                shielded(
+                    || tracing::warn!(pid, seat, error = %e, failures, "procpool replacement worker failed to start"),
+                );
+                if initializer_failures == RESTART_ATTEMPTS {
+                    shielded(
+                        || tracing::error!(pid, seat, error = %e, "procpool gave up refilling a worker seat"),
+                    );
+                    shared.seat_down(seat, e);
                     return None;
                 }
+                if failures == RESTART_ATTEMPTS {
+                    shielded(
+                        || tracing::error!(pid, seat, error = %e, "procpool cannot refill a worker seat; trying on"),
+                    );
+                    shared.seat_down(seat, e);
+                }
+                if !shared.pause_restart(pause) {
+                    return None;
+                }
+                pause = (pause * 2).min(RESTART_PAUSE_MAX);
             }
         }
         attempt = spawn_registered(shared, seat);

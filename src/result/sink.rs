@@ -2,6 +2,10 @@
 //! read a `DONE` frame calls [`Sink::complete`] with the raw results; the
 //! sink decodes them into values (so decoding runs in parallel across
 //! workers' threads) and delivers them.
+//!
+//! A value that nobody will take (its call failed, or its receiver is
+//! gone) is dropped here, outside any lock, each drop shielded: its `Drop`
+//! is user code, and a panic in it must not cost the supervisor thread.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +17,7 @@ use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DataKind, Error, RemotePanic};
+use crate::pool::callbacks::{drop_shielded, shielded};
 use crate::progress::Progress;
 use crate::protocol::items::{self, Items};
 use crate::protocol::{ProtocolError, codec};
@@ -159,8 +164,10 @@ impl<R: DeserializeOwned + Send + 'static> Sink for OneShot<R> {
         let result = decode_chunk::<R>(meta, outcome, false)
             .pop()
             .unwrap_or(Err(Error::Terminated));
-        if let Some(resolver) = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            resolver.resolve(result);
+        let resolver = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match resolver {
+            Some(resolver) => resolver.resolve(result),
+            None => drop_shielded(result),
         }
     }
 }
@@ -265,19 +272,26 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.done += meta.count as usize;
-        match first_error {
+        // The call failed: its values are nobody's.
+        let unwanted = match first_error {
             Some((at, e)) => {
                 if state.error.as_ref().is_none_or(|(old, _)| at < *old) {
                     state.error = Some((at, e));
                 }
-                state.parts.clear();
+                let mut parts = std::mem::take(&mut state.parts);
+                parts.insert(meta.first, values);
+                parts
             }
             None if state.error.is_none() => {
                 state.parts.insert(meta.first, values);
+                BTreeMap::new()
             }
-            None => {}
-        }
+            None => BTreeMap::from([(meta.first, values)]),
+        };
         self.finish_if_done(state);
+        for value in unwanted.into_values().flatten() {
+            drop_shielded(value);
+        }
     }
 }
 
@@ -335,10 +349,14 @@ impl<R: DeserializeOwned + Send> Sink for Forward<R> {
             bytes,
         };
         // The iterator may be gone; then nobody wants the results.
-        let _ = self.to.send(results);
+        if let Err(unwanted) = self.to.send(results) {
+            for item in unwanted.0.items {
+                drop_shielded(item);
+            }
+        }
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(waker) = waker {
-            waker.wake();
+            shielded(|| waker.wake());
         }
     }
 }

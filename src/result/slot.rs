@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::pool::callbacks::{self, CallbackSender, Callbacks};
+use crate::pool::callbacks::{self, CallbackSender, Callbacks, drop_shielded, shielded};
 use crate::pool::pending::PendingToken;
 use crate::pool::policy::CallToken;
 use crate::pool::shared::Shared;
@@ -47,24 +47,35 @@ impl<T> Slot<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Puts the result in, unless one is in already; wakes whoever waits.
+    /// Runs on pool threads: the waker, and the `Drop` of a result that
+    /// comes too late, are shielded user code.
     fn fill(&self, result: Result<T, Error>) {
         let mut state = self.lock();
-        if matches!(*state, State::Pending) {
-            *state = State::Done(result);
-            self.filled.store(true, Ordering::Release);
-            // Waiters register under the lock: the count is exact here.
-            let waiting = self.waiters.load(Ordering::Relaxed) > 0;
+        if !matches!(*state, State::Pending) {
             drop(state);
-            // Notified after unlocking, so a woken waiter does not block on
-            // the lock; and only if someone waits (a notify is a syscall).
-            if waiting {
-                self.ready.notify_all();
-            }
-            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            drop_shielded(result);
+            return;
         }
+        *state = State::Done(result);
+        self.filled.store(true, Ordering::Release);
+        // Waiters register under the lock: the count is exact here.
+        let waiting = self.waiters.load(Ordering::Relaxed) > 0;
+        drop(state);
+        // Notified after unlocking, so a woken waiter does not block on
+        // the lock; and only if someone waits (a notify is a syscall).
+        if waiting {
+            self.ready.notify_all();
+        }
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            shielded(|| waker.wake());
+        }
+    }
+
+    /// Whether the result is not in yet, or is in as cancelled.
+    fn open_or_cancelled(&self) -> bool {
+        matches!(&*self.lock(), State::Pending | State::Done(Err(Error::Cancelled)))
     }
 
     fn is_ready(state: &State<T>) -> bool {
@@ -114,10 +125,15 @@ impl<T: Send + 'static> Resolver<T> {
     pub(crate) fn resolve(mut self, result: Result<T, Error>) {
         let slot = self.slot.take().expect("a resolver resolves once");
         match self.callbacks.take() {
-            None => slot.fill(result),
+            None => {
+                slot.fill(result);
+                // The last handle on a result nobody holds drops its value.
+                drop_shielded(slot);
+            }
             Some((callbacks, runner, token)) => runner.run(Box::new(move || {
                 callbacks.invoke(&result);
                 slot.fill(result);
+                drop_shielded(slot);
                 drop(token);
             })),
         }
@@ -130,6 +146,7 @@ impl<T: Send + 'static> Drop for Resolver<T> {
             // Lost without a verdict: never leave a waiter hanging. The
             // callbacks do not run (nothing happened to report).
             slot.fill(Err(Error::Terminated));
+            drop_shielded(slot);
         }
     }
 }
@@ -232,8 +249,10 @@ impl<T> AsyncResult<T> {
         };
         match canceller.shared.upgrade() {
             // A task between attempts (its worker just died) is in no queue
-            // or worker, but will not run again: it ends cancelled too.
-            Some(shared) => shared.cancel(&canceller.token) || !self.ready(),
+            // or worker, but will not run again: it ends cancelled too, and
+            // may have already, failed by the supervisor that held it as
+            // soon as the call was marked cancelled.
+            Some(shared) => shared.cancel(&canceller.token) || self.slot.open_or_cancelled(),
             None => false,
         }
     }

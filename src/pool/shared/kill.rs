@@ -1,6 +1,10 @@
 //! Killing workers on purpose: the timer thread that enforces task
 //! deadlines, and cancelling a call. Both mark the seat with a [`Doom`]
 //! before they kill, so that its supervisor reports what happened.
+//!
+//! The timer thread is the only one that enforces deadlines: the user code
+//! it runs (the `tracing` subscriber) is shielded, and should anything
+//! still panic, it starts its loop over rather than end.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +12,7 @@ use std::time::Instant;
 
 use super::{Running, Seat, Shared, State};
 use crate::error::Error;
+use crate::pool::callbacks::shielded;
 use crate::pool::job::Job;
 use crate::pool::policy::{CallToken, Doom};
 use crate::sys;
@@ -38,15 +43,16 @@ pub(crate) struct Killed {
 }
 
 impl Killed {
-    /// Emits the `tracing` event (never under the state lock).
+    /// Emits the `tracing` event (never under the state lock; the
+    /// subscriber is shielded user code).
     pub(crate) fn log(&self) {
         let pid = self.pid;
-        match self.doom {
+        shielded(|| match self.doom {
             Doom::TimedOut(after) => {
                 tracing::warn!(pid, ?after, "procpool task timed out; killing its worker")
             }
             Doom::Cancelled => tracing::info!(pid, "procpool task cancelled; killing its worker"),
-        }
+        });
     }
 }
 
@@ -57,7 +63,7 @@ impl Shared {
             let Some(me) = self.me.upgrade() else { return };
             let spawned = std::thread::Builder::new()
                 .name("procpool-timer".into())
-                .spawn(move || me.run_timer());
+                .spawn(move || me.keep_timer());
             match spawned {
                 Ok(handle) => {
                     state.timer_started = true;
@@ -73,8 +79,14 @@ impl Shared {
         }
     }
 
-    /// The timer thread: kills the worker of every job still running at its
-    /// deadline, until the pool stops.
+    /// The timer thread: runs the timer until the pool stops, starting it
+    /// over if it panics.
+    fn keep_timer(&self) {
+        while shielded(|| self.run_timer()).is_none() {}
+    }
+
+    /// Kills the worker of every job still running at its deadline, until
+    /// the pool stops.
     fn run_timer(&self) {
         let mut state = self.lock();
         while state.lifecycle.replaces_workers() {
@@ -144,5 +156,66 @@ impl Shared {
             job.fail(Error::Cancelled);
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::super::{Options, Shared};
+    use crate::error::Error;
+    use crate::pool::job::Encoder;
+    use crate::pool::policy::{TaskPolicy, WorkerLimits};
+    use crate::result::sink::{OneShot, Sink};
+    use crate::result::slot::{AsyncResult, Canceller, Resolver};
+    use crate::task::Unary;
+    use crate::worker::handle::StartConfig;
+
+    fn echo(x: u8) -> u8 {
+        x
+    }
+
+    /// A task between two attempts (its worker just died) is in no queue
+    /// and no seat, so a cancel finds nothing to do; the supervisor holding
+    /// the task sees the call cancelled and fails it, and may do so before
+    /// the cancel looks at the result. The cancel still cancelled it.
+    #[test]
+    fn a_cancel_that_races_the_supervisor_between_attempts_reports_the_cancel() {
+        let options = Options {
+            start: StartConfig::new(Duration::from_secs(1)).unwrap(),
+            policy: TaskPolicy::default(),
+            limits: WorkerLimits::default(),
+            init: None,
+        };
+        let shared = Shared::new(1, options).unwrap();
+        let encoder = Encoder::new::<Unary<u8, u8>>(&shared, echo, TaskPolicy::default()).unwrap();
+        let (slot, resolver) =
+            Resolver::<u8>::new(None, &shared.callback_sender(), || shared.pending.token());
+        let sink: Arc<dyn Sink> = OneShot::new(resolver);
+        // The task, in the hands of a supervisor between attempts.
+        let job = encoder
+            .chunk(&shared, &mut std::iter::once(1), 1, 0, &sink)
+            .unwrap();
+        let result = AsyncResult::new(slot, Some(Canceller::new(&shared, encoder.token())));
+        let state = shared.lock();
+        std::thread::scope(|s| {
+            let cancelling = s.spawn(|| result.cancel());
+            // The cancel has marked the call and waits for the pool's lock.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !encoder.token().is_cancelled() {
+                assert!(Instant::now() < deadline, "the cancel never marked the call");
+                std::thread::yield_now();
+            }
+            // The supervisor sees the mark: the task is not run again.
+            job.fail(Error::Cancelled);
+            drop(state);
+            assert!(
+                cancelling.join().unwrap(),
+                "the cancel reported nothing cancelled"
+            );
+        });
+        assert!(result.get().unwrap_err().is_cancelled());
     }
 }

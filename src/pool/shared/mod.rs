@@ -17,6 +17,11 @@
 //! `terminate()` (or dropping the pool) goes to `Terminated` from any state.
 //! While `Running` or `Closed`, a dead worker is replaced.
 //!
+//! A seat that keeps failing to start a worker is *down* (it goes on
+//! trying, see [`supervisor`](crate::pool::supervisor)); while every seat
+//! is down, the pool is *broken*: queued jobs fail, and so do new calls,
+//! with the seats' error, until a seat has a worker again.
+//!
 //! # Killing on purpose
 //!
 //! A task with a timeout gets a deadline when it is handed to its worker; a
@@ -40,7 +45,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
@@ -135,7 +140,9 @@ struct Seat {
     tasks_left: Option<u64>,
     /// The worker has its last job: replace it once that is done.
     retiring: bool,
-    gave_up: bool,
+    /// The seat keeps failing to start a worker (it goes on trying, unless
+    /// its initializer is what fails).
+    down: bool,
 }
 
 #[derive(Debug)]
@@ -145,7 +152,7 @@ struct State {
     seats: Vec<Seat>,
     /// Idle seats, longest idle first: work is spread over every worker.
     idle: VecDeque<usize>,
-    /// Set when every seat gave up restarting its worker.
+    /// Set while every seat is down or gave up: why.
     broken: Option<Error>,
     /// Whether the timer thread runs, and when it next wakes.
     timer_started: bool,
@@ -179,6 +186,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the timer thread (waits on `state`).
     timer_wake: Condvar,
+    /// Wakes supervisors pausing between tries to start a worker when the
+    /// pool stops (waits on `state`).
+    stopping: Condvar,
     callbacks: CallbackThread,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_job: AtomicU64,
@@ -215,6 +225,7 @@ impl Shared {
                 timer_wakes_at: None,
             }),
             timer_wake: Condvar::new(),
+            stopping: Condvar::new(),
             callbacks,
             threads: Mutex::new(Vec::with_capacity(processes + 1)),
             next_job: AtomicU64::new(1),
@@ -288,6 +299,9 @@ impl Shared {
         s.retiring = false;
         s.doom = None;
         s.deadline = None;
+        s.down = false;
+        // A seat is up: the pool takes work again.
+        state.broken = None;
         Ok(self.refill(&mut state, seat))
     }
 
@@ -326,13 +340,14 @@ impl Shared {
         }
     }
 
-    /// `seat` could not restart its worker. When no seat is left, the pool
-    /// is broken: queued jobs and later calls fail with `error`.
-    pub(crate) fn seat_gave_up(&self, seat: usize, error: Error) {
+    /// `seat` keeps failing to start a worker, with `error` (it may go on
+    /// trying, or have given up). When every seat is down, the pool is
+    /// broken (see the module's docs).
+    pub(crate) fn seat_down(&self, seat: usize, error: Error) {
         let drained = {
             let mut state = self.lock();
-            state.seats[seat].gave_up = true;
-            if !state.seats.iter().all(|s| s.gave_up) {
+            state.seats[seat].down = true;
+            if !state.seats.iter().all(|s| s.down) {
                 return;
             }
             state.broken = Some(error.clone());
@@ -341,6 +356,26 @@ impl Shared {
         for job in drained {
             job.fail(error.clone());
         }
+    }
+
+    /// Pauses a supervisor between two tries to start a worker for `pause`,
+    /// cut short when the pool stops. Returns whether the pool still wants
+    /// workers.
+    pub(crate) fn pause_restart(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        let mut state = self.lock();
+        while state.lifecycle.replaces_workers() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            state = self
+                .stopping
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        false
     }
 
     /// A snapshot of the pool's counters.
@@ -371,6 +406,7 @@ impl Shared {
             }
             state.lifecycle = Lifecycle::Terminated;
             self.timer_wake.notify_all();
+            self.stopping.notify_all();
             let channels: Vec<_> = state.seats.iter().filter_map(|s| s.channel.clone()).collect();
             (std::mem::take(&mut state.queue), channels)
         };
@@ -418,6 +454,7 @@ impl Shared {
             debug_assert!(state.queue.is_empty(), "queued jobs hold pending tokens");
             state.lifecycle = Lifecycle::Joining;
             self.timer_wake.notify_all();
+            self.stopping.notify_all();
             break state.seats.iter().filter_map(|s| s.channel.clone()).collect();
         };
         for channel in channels {
