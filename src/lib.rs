@@ -139,8 +139,8 @@ mod task;
 mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
-pub use pool::{Call, Callbacks, IntoCallbacks, NoCallbacks, Pool, PoolBuilder, PoolStats, WorkerStats};
-pub use result::{AsyncResult, IMap, IMapStream, IMapUnordered};
+pub use pool::{Call, Pool, PoolBuilder, PoolStats, WorkerStats};
+pub use result::{AsyncResult, Callbacks, IMap, IMapStream, IMapUnordered, IntoCallbacks, NoCallbacks};
 pub use task::{InitResult, StarFn};
 
 /// Entry points for `cargo fuzz` (the `fuzzing` feature); not part of the

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 #[cfg(feature = "progress")]
-use crate::pool::callbacks::{drop_shielded, shielded};
+use crate::task::panics::{drop_shielded, shielded};
 
 /// A call's progress bar: advanced as tasks finish, on the supervisor
 /// threads.

@@ -8,12 +8,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::pool::callbacks::Callbacks;
 use crate::pool::job::Encoder;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::{Admission, Shared};
 use crate::progress::Progress;
-use crate::result::imap::Stream;
+use crate::result::callbacks::Callbacks;
+use crate::result::imap::{Sent, Stream};
 use crate::result::sink::{Collect, Forward, OneShot, Sink, StreamWaker};
 use crate::result::slot::{AsyncResult, Canceller, Resolver};
 use crate::result::window::{self, Window};
@@ -202,16 +202,19 @@ where
     let waker = StreamWaker::default();
     let sink: Arc<dyn Sink> = Forward::new(to, Arc::clone(&waker), progress.clone());
     let producer = Arc::clone(shared);
-    let produce = Box::new(move |first, size| encoder.chunk(&producer, &mut items, size, first, &sink));
-    let stream = Stream::new(
-        Arc::clone(shared),
-        produce,
-        window,
-        results,
-        waker,
-        ordered,
-        progress,
-    );
+    let produce = Box::new(move |first, size| {
+        let job = encoder.chunk(&producer, &mut items, size, first, &sink)?;
+        let sent = Sent {
+            count: job.ticket.meta.count as usize,
+            bytes: job.frame.len(),
+        };
+        if let Err(refused) = producer.submit(job, Admission::Continuation) {
+            // Its items come back as errors, in their place.
+            refused.fail();
+        }
+        Some(sent)
+    });
+    let stream = Stream::new(produce, window, results, waker, ordered, progress);
     drop(opening);
     Ok(stream)
 }

@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use crate::error::{DataKind, Error};
 use crate::func::Image;
-use crate::pool::pending::PendingToken;
-use crate::pool::policy::{CallToken, TaskPolicy};
+use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::Shared;
 use crate::pool::stats::Stats;
 use crate::protocol::codec;
 use crate::protocol::items::{self, PushError};
 use crate::protocol::message::{self, Target};
+use crate::result::callbacks::CallToken;
+use crate::result::pending::PendingToken;
 use crate::result::sink::{ChunkMeta, ChunkOutcome, Sink};
 use crate::task::Kernel;
 

@@ -2,17 +2,14 @@
 //! options ([`Call`]), and the machinery behind them: turning calls into
 //! jobs ([`engine`], [`job`]), the shared state and dispatch ([`shared`]),
 //! one supervisor thread per worker ([`supervisor`]), failure policies
-//! ([`policy`]), callbacks ([`callbacks`]) and the work count that `join`
-//! waits on ([`pending`]).
+//! ([`policy`]), and how many workers fit in this process ([`capacity`]).
 
 mod builder;
 pub(crate) mod call;
-pub(crate) mod callbacks;
 mod capacity;
 mod engine;
 pub(crate) mod job;
 mod options;
-pub(crate) mod pending;
 pub(crate) mod policy;
 pub(crate) mod shared;
 pub(crate) mod stats;
@@ -26,7 +23,6 @@ use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
 pub use call::Call;
-pub use callbacks::{Callbacks, IntoCallbacks, NoCallbacks};
 pub use stats::{PoolStats, WorkerStats};
 
 use crate::error::Error;

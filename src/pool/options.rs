@@ -3,7 +3,8 @@
 //! `error_callback=`) with one option set.
 
 use crate::error::Error;
-use crate::pool::{Call, Callbacks, Pool};
+use crate::pool::{Call, Pool};
+use crate::result::callbacks::Callbacks;
 
 impl Pool {
     /// A call that sends `chunksize` items to a worker at a time (Python's

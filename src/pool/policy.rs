@@ -3,7 +3,6 @@
 //! ([`WorkerLimits`]), and the token that lets a caller cancel a call
 //! ([`CallToken`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -36,22 +35,6 @@ pub(crate) struct WorkerLimits {
     pub(crate) max_tasks: Option<u64>,
     /// The most memory (bytes of data segment) a worker may use.
     pub(crate) max_memory: Option<u64>,
-}
-
-/// Shared by every chunk of one call: set when the call is cancelled.
-#[derive(Debug, Default)]
-pub(crate) struct CallToken {
-    cancelled: AtomicBool,
-}
-
-impl CallToken {
-    pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
 }
 
 /// Why the pool killed a worker on purpose.

@@ -27,7 +27,7 @@
 //!
 //! A supervisor runs user code: the `tracing` subscriber, and through the
 //! sinks, wakers, progress bars and the `Drop` of results. Each call is
-//! shielded (see [`callbacks`](crate::pool::callbacks)); should a panic
+//! shielded (see [`callbacks`](crate::result::callbacks)); should a panic
 //! still get through, the supervisor fails the jobs its seat held, and
 //! starts over with a new worker.
 
@@ -36,11 +36,11 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ExitCause};
-use crate::pool::callbacks::{drop_shielded, shielded};
 use crate::pool::policy::Doom;
 use crate::pool::shared::{Finished, Lifecycle, Lost, Running, Shared};
 use crate::protocol::message::FromWorker;
 use crate::result::sink::{ChunkOutcome, validate};
+use crate::task::panics::{drop_shielded, shielded};
 use crate::worker::handle::{Received, RecvError, WorkerProcess};
 
 /// How many times in a row a seat fails to start a replacement worker

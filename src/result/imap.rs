@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::iter::FusedIterator;
-use std::sync::Arc;
 use std::time::Instant;
 
 use std::pin::Pin;
@@ -18,16 +17,21 @@ use std::task::{Context, Poll};
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::error::Error;
-use crate::pool::job::Job;
-use crate::pool::shared::{Admission, Shared};
 use crate::progress::Progress;
 use crate::result::sink::{ChunkResults, StreamWaker};
 use crate::result::window::Window;
 
-/// Makes the chunk of at most `size` items starting at input position
-/// `first` (called as `produce(first, size)`); `None` when the input is
-/// exhausted.
-pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Job> + Send + 'a>;
+/// Reads, encodes and submits to the pool the chunk of at most `size`
+/// items starting at input position `first` (called as
+/// `produce(first, size)`); `None` when the input is exhausted.
+pub(crate) type Produce<'a> = Box<dyn FnMut(usize, usize) -> Option<Sent> + Send + 'a>;
+
+/// What [`Produce`] sent: a chunk of `count` items, `bytes` encoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
+}
 
 /// The results of a chunk (or of a part of one) that came back and are not
 /// all yielded yet.
@@ -40,7 +44,6 @@ struct Part<R> {
 /// What both iterators share. Everything is counted in items (input
 /// positions), because the pool may split a chunk on its way to a worker.
 pub(crate) struct Stream<'a, R> {
-    shared: Arc<Shared>,
     produce: Produce<'a>,
     results: Receiver<ChunkResults<R>>,
     /// Set by `poll_next` before it returns `Pending`.
@@ -65,7 +68,6 @@ pub(crate) struct Stream<'a, R> {
 
 impl<'a, R> Stream<'a, R> {
     pub(crate) fn new(
-        shared: Arc<Shared>,
         produce: Produce<'a>,
         window: Window,
         results: Receiver<ChunkResults<R>>,
@@ -74,7 +76,6 @@ impl<'a, R> Stream<'a, R> {
         progress: Option<Progress>,
     ) -> Self {
         let mut stream = Stream {
-            shared,
             produce,
             results,
             waker,
@@ -101,15 +102,9 @@ impl<'a, R> Stream<'a, R> {
         }
         while !self.exhausted && self.window.may_read(self.submitted - self.yielded) {
             match (self.produce)(self.submitted, self.window.chunk_size()) {
-                Some(job) => {
-                    let count = job.ticket.meta.count as usize;
-                    let bytes = job.frame.len();
+                Some(Sent { count, bytes }) => {
                     self.window.sent(self.submitted, count, bytes, Instant::now());
                     self.submitted += count;
-                    if let Err(refused) = self.shared.submit(job, Admission::Continuation) {
-                        // Its items come back as errors, in their place.
-                        refused.fail();
-                    }
                 }
                 None => self.exhausted = true,
             }

@@ -17,11 +17,11 @@ use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DataKind, Error, RemotePanic};
-use crate::pool::callbacks::{drop_shielded, shielded};
 use crate::progress::Progress;
 use crate::protocol::items::{self, Items};
 use crate::protocol::{ProtocolError, codec};
 use crate::result::slot::Resolver;
+use crate::task::panics::{drop_shielded, shielded};
 
 /// What a chunk is, besides its bytes. A chunk may be split on its way
 /// to a worker; each part has its own `ChunkMeta`.
@@ -454,8 +454,8 @@ mod tests {
 
     #[test]
     fn map_keeps_the_failure_at_the_lowest_position_even_without_an_index() {
-        use crate::pool::callbacks::CallbackThread;
-        use crate::pool::pending::Pending;
+        use crate::result::callbacks::CallbackThread;
+        use crate::result::pending::Pending;
         use crate::result::slot::AsyncResult;
         let thread = CallbackThread::start().unwrap();
         let pending = Arc::new(Pending::default());

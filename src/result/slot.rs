@@ -11,10 +11,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::pool::callbacks::{self, CallbackSender, Callbacks, drop_shielded, shielded};
-use crate::pool::pending::PendingToken;
-use crate::pool::policy::CallToken;
-use crate::pool::shared::Shared;
+use crate::result::callbacks::{self, CallToken, CallbackSender, Callbacks};
+use crate::result::pending::PendingToken;
+use crate::task::panics::{drop_shielded, shielded};
 
 /// Whether waiting threads may spin: not on a single CPU, where spinning
 /// only delays the worker and the supervisor that produce the result.
@@ -190,17 +189,25 @@ pub struct AsyncResult<T> {
     canceller: Option<Canceller>,
 }
 
+/// What can cancel a call's tasks: the pool, seen from its results.
+pub(crate) trait CancelCall: Send + Sync {
+    /// Drops the call's queued tasks and kills its running ones; whether
+    /// there was any.
+    fn cancel(&self, token: &Arc<CallToken>) -> bool;
+}
+
 /// What [`AsyncResult::cancel`] needs: the pool (if it still exists) and
 /// the call's token.
 pub(crate) struct Canceller {
-    shared: Weak<Shared>,
+    pool: Weak<dyn CancelCall>,
     token: Arc<CallToken>,
 }
 
 impl Canceller {
-    pub(crate) fn new(shared: &Arc<Shared>, token: &Arc<CallToken>) -> Self {
+    pub(crate) fn new<P: CancelCall + 'static>(pool: &Arc<P>, token: &Arc<CallToken>) -> Self {
+        let pool: Weak<dyn CancelCall> = Arc::downgrade(pool) as Weak<dyn CancelCall>;
         Canceller {
-            shared: Arc::downgrade(shared),
+            pool,
             token: Arc::clone(token),
         }
     }
@@ -247,12 +254,12 @@ impl<T> AsyncResult<T> {
         let Some(canceller) = &self.canceller else {
             return false;
         };
-        match canceller.shared.upgrade() {
+        match canceller.pool.upgrade() {
             // A task between attempts (its worker just died) is in no queue
             // or worker, but will not run again: it ends cancelled too, and
             // may have already, failed by the supervisor that held it as
             // soon as the call was marked cancelled.
-            Some(shared) => shared.cancel(&canceller.token) || self.slot.open_or_cancelled(),
+            Some(pool) => pool.cancel(&canceller.token) || self.slot.open_or_cancelled(),
             None => false,
         }
     }
@@ -488,8 +495,8 @@ impl<T> fmt::Debug for AsyncResult<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::callbacks::CallbackThread;
-    use crate::pool::pending::Pending;
+    use crate::result::callbacks::CallbackThread;
+    use crate::result::pending::Pending;
 
     fn resolver<T: Send + 'static>() -> (AsyncResult<T>, Resolver<T>) {
         let thread = CallbackThread::start().unwrap();

@@ -87,3 +87,24 @@ pub(crate) fn catching<T>(f: impl FnOnce() -> T) -> Result<T, RemotePanic> {
         described
     })
 }
+
+/// Runs user code on a pool thread: a panic is caught (the panic hook has
+/// printed it as usual) and gives `None`.
+pub(crate) fn shielded<R>(user_code: impl FnOnce() -> R) -> Option<R> {
+    match panic::catch_unwind(AssertUnwindSafe(user_code)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            // A payload's own `Drop` may panic too: then it is leaked.
+            if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
+            None
+        }
+    }
+}
+
+/// Drops a value whose `Drop` is user code, on a pool thread (see
+/// [`shielded`]).
+pub(crate) fn drop_shielded<T>(value: T) {
+    shielded(move || drop(value));
+}

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 use super::{Running, Seat, Shared, State};
 use crate::error::Error;
-use crate::pool::callbacks::shielded;
 use crate::pool::job::Job;
-use crate::pool::policy::{CallToken, Doom};
+use crate::pool::policy::Doom;
+use crate::result::callbacks::CallToken;
 use crate::sys;
+use crate::task::panics::shielded;
 
 impl Seat {
     /// Kills the worker on purpose, for the job it is running (if any).
@@ -156,6 +157,12 @@ impl Shared {
             job.fail(Error::Cancelled);
         }
         found
+    }
+}
+
+impl crate::result::slot::CancelCall for Shared {
+    fn cancel(&self, token: &Arc<CallToken>) -> bool {
+        Shared::cancel(self, token)
     }
 }
 

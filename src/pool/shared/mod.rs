@@ -48,11 +48,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::pool::callbacks::{self, CallbackSender, CallbackThread};
 use crate::pool::job::Job;
-use crate::pool::pending::Pending;
 use crate::pool::policy::{Doom, TaskPolicy, WorkerLimits};
 use crate::pool::stats::{PoolStats, Stats};
+use crate::result::callbacks::{self, CallbackSender, CallbackThread};
+use crate::result::pending::Pending;
 use crate::worker::handle::{Channel, StartConfig};
 
 mod dispatch;

@@ -17,13 +17,13 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::Error;
+use crate::task::panics::shielded;
 
-type Job = Box<dyn FnOnce() + Send>;
+type Callback = Box<dyn FnOnce() + Send>;
 
 thread_local! {
     static ON_CALLBACK_THREAD: Cell<bool> = const { Cell::new(false) };
@@ -103,12 +103,12 @@ impl<T> fmt::Debug for Callbacks<T> {
 
 /// Hands jobs to the callback thread.
 #[derive(Clone)]
-pub(crate) struct CallbackSender(Sender<Job>);
+pub(crate) struct CallbackSender(Sender<Callback>);
 
 impl CallbackSender {
     /// Queues `job` for the callback thread (or runs it here if that thread
     /// is gone, which only happens while the pool shuts down).
-    pub(crate) fn run(&self, job: Job) {
+    pub(crate) fn run(&self, job: Callback) {
         if let Err(crossbeam_channel::SendError(job)) = self.0.send(job) {
             run_guarded(job);
         }
@@ -129,7 +129,7 @@ pub(crate) struct CallbackThread {
 
 impl CallbackThread {
     pub(crate) fn start() -> std::io::Result<CallbackThread> {
-        let (tx, rx) = unbounded::<Job>();
+        let (tx, rx) = unbounded::<Callback>();
         std::thread::Builder::new()
             .name("procpool-callbacks".into())
             .spawn(move || serve(rx))?;
@@ -143,36 +143,15 @@ impl CallbackThread {
     }
 }
 
-fn serve(jobs: Receiver<Job>) {
+fn serve(jobs: Receiver<Callback>) {
     ON_CALLBACK_THREAD.set(true);
     for job in jobs {
         run_guarded(job);
     }
 }
 
-fn run_guarded(job: Job) {
+fn run_guarded(job: Callback) {
     shielded(job);
-}
-
-/// Runs user code on a pool thread: a panic is caught (the panic hook has
-/// printed it as usual) and gives `None`.
-pub(crate) fn shielded<R>(user_code: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(user_code)) {
-        Ok(value) => Some(value),
-        Err(payload) => {
-            // A payload's own `Drop` may panic too: then it is leaked.
-            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                std::mem::forget(again);
-            }
-            None
-        }
-    }
-}
-
-/// Drops a value whose `Drop` is user code, on a pool thread (see
-/// [`shielded`]).
-pub(crate) fn drop_shielded<T>(value: T) {
-    shielded(move || drop(value));
 }
 
 /// The callback state of a [`Call`](crate::Call) without callbacks.
@@ -189,9 +168,9 @@ pub(crate) fn drop_shielded<T>(value: T) {
 pub struct NoCallbacks;
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::NoCallbacks {}
-    impl<T> Sealed for super::Callbacks<T> {}
+    pub trait SealedCallbacks {}
+    impl SealedCallbacks for super::NoCallbacks {}
+    impl<T> SealedCallbacks for super::Callbacks<T> {}
 }
 
 /// The callback states of a [`Call`](crate::Call) that can deliver to a result of type
@@ -211,7 +190,7 @@ mod sealed {
 /// assert_eq!(double_later(pool.with_callback(|_: &u32| {}), 4)?.get()?, 8);
 /// # Ok::<(), procpool::Error>(())
 /// ```
-pub trait IntoCallbacks<T>: sealed::Sealed {
+pub trait IntoCallbacks<T>: sealed::SealedCallbacks {
     #[doc(hidden)]
     fn into_callbacks(self) -> Option<Callbacks<T>>;
 }
@@ -225,5 +204,21 @@ impl<T> IntoCallbacks<T> for NoCallbacks {
 impl<T> IntoCallbacks<T> for Callbacks<T> {
     fn into_callbacks(self) -> Option<Callbacks<T>> {
         Some(self)
+    }
+}
+
+/// Shared by every chunk of one call: set when the call is cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct CallToken {
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+impl CallToken {
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
