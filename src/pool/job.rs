@@ -91,7 +91,7 @@ pub(crate) struct Ticket {
 impl Ticket {
     /// Whether the chunk may run again after its worker died.
     pub(crate) fn may_retry(&self) -> bool {
-        self.attempt <= self.policy.retries && !self.call.is_cancelled()
+        crate::pool::shared::plan::runs_again(self.attempt, self.policy.retries, self.call.is_cancelled())
     }
 
     /// Keeps the first `at` items here and returns a ticket, with id `id`,

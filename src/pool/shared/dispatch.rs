@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::kill::Killed;
+use super::plan;
 use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
 use crate::pool::job::{Job, Ticket};
@@ -226,20 +227,26 @@ impl Shared {
                 break;
             }
             let Some(next) = state.queue.front() else { break };
-            if let Some(running) = s.inflight.front() {
-                let ahead: usize = s.inflight.iter().skip(1).map(|r| r.len).sum();
-                // Only from a queue that keeps every other worker busy too,
-                // and no more than a fair share of it: a job sent ahead
-                // cannot move to a worker that frees up.
-                let room = s.inflight.len() < depth
-                    && state.queue.len() > self.processes
-                    && s.inflight.len() <= state.queue.len() / self.processes
-                    && running.ticket.policy.timeout.is_none()
-                    && next.ticket.policy.timeout.is_none()
-                    && ahead + next.frame.len() <= AHEAD_BYTES;
-                if !room {
-                    break;
-                }
+            let view = plan::SeatView {
+                serving: true,
+                holds: s.inflight.len(),
+                ahead_bytes: s.inflight.iter().skip(1).map(|r| r.len).sum(),
+                running_timed: s
+                    .inflight
+                    .front()
+                    .is_some_and(|r| r.ticket.policy.timeout.is_some()),
+            };
+            let next = plan::NextJob {
+                frame_len: next.frame.len(),
+                timed: next.ticket.policy.timeout.is_some(),
+            };
+            let rules = plan::AheadRules {
+                processes: self.processes,
+                depth,
+                max_bytes: AHEAD_BYTES,
+            };
+            if !plan::takes(view, next, state.queue.len(), rules) {
+                break;
             }
             let job = state.queue.pop_front().expect("checked above");
             let (id, frame) = self.assign(state, seat, job);
@@ -259,21 +266,14 @@ impl Shared {
     /// worker's task budget, arms its deadline if it runs at once, and keeps
     /// its frame to send it again if need be.
     fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> (u64, Frame) {
-        if let Some(left) = state.seats[seat].tasks_left {
-            let count = u64::from(job.ticket.meta.count);
-            if count > left {
-                let at = u32::try_from(left).expect("less than a chunk's count");
-                let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
-                state.queue.push_front(tail);
-                job = head;
-            }
+        if let Some(at) = plan::budget_cut(state.seats[seat].tasks_left, job.ticket.meta.count) {
+            let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
+            state.queue.push_front(tail);
+            job = head;
         }
         let s = &mut state.seats[seat];
         debug_assert!(!s.retiring, "a spent worker takes no more jobs");
-        if let Some(left) = s.tasks_left.as_mut() {
-            *left -= u64::from(job.ticket.meta.count);
-            s.retiring = *left == 0;
-        }
+        (s.tasks_left, s.retiring) = plan::spend(s.tasks_left, job.ticket.meta.count);
         let runs_now = s.inflight.is_empty();
         let len = job.frame.len();
         // Kept, shared with the send: a job whose worker dies before it

@@ -3,13 +3,16 @@
 //!
 //! # Dispatch
 //!
-//! A seat holds at most one job, its *current* one, from the moment the job
-//! is handed to the worker until its `DONE` is read, so the parent always
-//! knows which worker holds which job. A submitted job goes straight to an
-//! idle seat (the submitting thread writes the frame) or waits in the FIFO
-//! queue; when a seat's job finishes, its supervisor takes the next job from
-//! the queue and sends it *before* decoding the finished one, so the worker
-//! computes while the parent decodes.
+//! A seat holds the jobs its worker runs, in order: the running one, then
+//! (for short tasks) a few sent ahead. The parent always knows which worker
+//! holds which job. A submitted job goes straight to an idle seat (the
+//! submitting thread writes the frame) or waits in the FIFO queue; when a
+//! seat's job finishes, its supervisor sends the next jobs *before*
+//! decoding the finished one, so the worker computes while the parent
+//! decodes. The decisions (what a seat may take, cuts for a task budget,
+//! retirement, retries) are pure functions in [`plan`], tested on their
+//! own; `dispatch` applies them under the lock and returns the sends to
+//! make after it.
 //!
 //! # Lifecycle
 //!
@@ -57,6 +60,7 @@ use crate::worker::handle::{Channel, StartConfig};
 
 mod dispatch;
 mod kill;
+pub(crate) mod plan;
 
 pub(crate) use dispatch::{Finished, Running, Sends};
 
