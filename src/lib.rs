@@ -79,11 +79,19 @@
 //! tests (`cargo test`, `cargo nextest`, doc tests) work as they are: each
 //! test binary is its own worker executable. The program's own static
 //! constructors (C++ statics, `inventory` registrations) run in a worker
-//! before it takes over, except those of crates linked after procpool. Each
-//! worker checks that it is the same executable as the parent before it
-//! serves. Each worker has a
+//! before it takes over, except those of crates linked after procpool.
+//! Workers keep the parent's arguments and process name (as `ps` shows
+//! them), hold no descriptor of the parent's but their own, and each has a
 //! private socket to the parent; its stdin is empty and its stdout and
-//! stderr are the parent's.
+//! stderr are relayed to the parent's.
+//!
+//! A worker serves only its parent: before it runs anything it checks that
+//! its executable is the parent's build (device, inode and build id of the
+//! image that holds procpool), that the socket's peer is its parent process
+//! running as its own user, and it refuses worker mode outright in a setuid,
+//! setgid or file-capability program. A pool in such a program, or one whose
+//! procpool lies in a shared library rather than the executable, is refused
+//! with [`Error::Bootstrap`].
 //!
 //! # Errors and failure isolation
 //!
@@ -121,7 +129,8 @@
 //!
 //! # Platforms
 //!
-//! Linux. Workers are started from `/proc/self/exe`.
+//! Linux. Workers are started from `/proc/self/exe` (or, for a program run
+//! through the dynamic loader, from the program's own file).
 
 #![deny(missing_docs)]
 

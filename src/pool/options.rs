@@ -117,8 +117,9 @@ impl Pool {
     /// their worker process dies under them (a crash, a kill from outside,
     /// running out of memory without a pool limit). Only for idempotent
     /// tasks: a task may have done part of its work before its worker died.
-    /// A task that panicked, timed out, went over the memory limit or was
-    /// cancelled is not retried. When every attempt fails, the error is
+    /// A task that panicked (also under `panic = "abort"`), overflowed its
+    /// stack, timed out, went over the memory limit or was cancelled is not
+    /// retried: it would fail again. When every attempt fails, the error is
     /// [`Error::WorkerDied`] with the number of attempts. Overrides the
     /// pool's [`retries`](crate::PoolBuilder::retries).
     ///

@@ -576,7 +576,6 @@ mod tests {
             results.push(|b| items::push_bytes(b, items::RES_OK, &item));
         }
         let held = results.held();
-        drop(results);
         // 40 + 40 MiB reach PART_BYTES: two parts of two, one left.
         assert_eq!(sent, vec![(PART, 7, 2, 2), (PART, 7, 2, 2)]);
         assert_eq!(held, 1);

@@ -5,13 +5,13 @@
 //! test `child_prints_from_workers`) with its output captured, as a
 //! terminal would see it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
 use procpool::Pool;
 
-const CHILD: &str = "child_prints_from_workers";
+const CHILD: &str = "s7_output::child_prints_from_workers";
 const LINES: u32 = 400;
 
 fn shout(i: u32) -> u32 {
@@ -151,7 +151,7 @@ fn child_prints_without_a_newline() {
 #[test]
 fn a_line_without_a_newline_comes_before_the_result() {
     let out = common::run_child_test(
-        "child_prints_without_a_newline",
+        "s7_output::child_prints_without_a_newline",
         &[("PROCPOOL_TEST_S7_PARTIAL", "1")],
     );
     assert!(

@@ -4,7 +4,7 @@
 //! done (chunks start at one item). Each test failed before the window
 //! learned to do this, when a known length gave CPython's `map` chunk size
 //! and the whole input was read at once.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! stderr that is not a terminal, nothing is drawn.
 #![cfg(feature = "progress")]
 
-mod common;
+use crate::common;
 
 use indicatif::{InMemoryTerm, ProgressBar, ProgressDrawTarget};
 use procpool::Pool;
@@ -107,7 +107,7 @@ fn child_program_with_a_progress_bar() {
 #[test]
 fn nothing_is_drawn_when_stderr_is_not_a_terminal() {
     let out = common::run_child_test(
-        "child_program_with_a_progress_bar",
+        "progress::child_program_with_a_progress_bar",
         &[("PROCPOOL_TEST_PROGRESS", "1")],
     );
     let (stdout, stderr) = (

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use procpool::{AsyncResult, Error, Pool};
 
-mod common;
+use crate::common;
 
 fn func(index: u32) -> (u32, u32) {
     (index, std::process::id())

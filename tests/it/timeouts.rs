@@ -3,7 +3,7 @@
 //! `Error::TimedOut`; the worker is replaced; other tasks are untouched.
 //! `get_timeout` only stops waiting.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! ends in an error for the waiting tasks after a few tries: never an
 //! endless respawn loop).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! 1 s; `join`, `terminate` and drop leave no zombie; Ctrl-C (SIGINT to the
 //! foreground process group) ends the program and its workers promptly.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -55,7 +55,7 @@ fn start_child() -> (Child, Vec<Proc>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_program_with_busy_and_idle_workers",
+            "orphans::child_program_with_busy_and_idle_workers",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -4,7 +4,7 @@
 //! where Python's notion has no Rust twin (pickling, weak references,
 //! keyword arguments), the closest Rust behaviour is checked instead.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! removed and resolves as cancelled; a running one is killed with its
 //! worker, which is replaced.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Lifecycle: `close`, `join`, `terminate` and drop. Nothing hangs, no
 //! result is left waiting forever, no worker is left running or unreaped.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! result value — may panic. A panic there costs the pool nothing: every
 //! worker keeps serving and timeouts are still enforced.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -145,7 +145,7 @@ fn child_program_with_a_panicking_subscriber() {
 #[test]
 fn a_panicking_tracing_subscriber_costs_no_worker_and_no_timeout() {
     let out = run_child_bounded(
-        "child_program_with_a_panicking_subscriber",
+        "user_code_panics::child_program_with_a_panicking_subscriber",
         &[("PROCPOOL_TEST_PANICKING_SUBSCRIBER", "1")],
     );
     let (stdout, stderr) = (

@@ -5,7 +5,7 @@
 //! while returning results; the pool replaces the worker at once; nothing
 //! hangs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

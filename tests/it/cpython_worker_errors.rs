@@ -3,7 +3,7 @@
 //! the Rust twins of an unpicklable value: a result or argument that fails
 //! to serialise or deserialise.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 

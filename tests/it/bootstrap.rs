@@ -2,7 +2,7 @@
 //! that runs another executable, and a program that is not a procpool
 //! worker gives a clear start error, never a hang or a chain of processes.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

@@ -2,7 +2,7 @@
 //! recycling are `tracing` events carrying the worker's pid; without a
 //! subscriber, procpool prints nothing.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,26 @@ fn sleep_ms(ms: u64) -> u64 {
 
 #[test]
 fn the_life_of_workers_is_traced_with_their_pids() {
+    // In a program of its own: the subscriber is global, and other tests'
+    // pools would add their events.
+    let out = common::run_child_test(
+        "tracing_events::child_program_tracing_the_life_of_workers",
+        &[("PROCPOOL_TEST_TRACED", "1")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by the_life_of_workers_is_traced_with_their_pids as a child program"]
+fn child_program_tracing_the_life_of_workers() {
+    if std::env::var_os("PROCPOOL_TEST_TRACED").is_none() {
+        return;
+    }
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -136,7 +156,7 @@ fn child_program_without_a_subscriber() {
 #[test]
 fn without_a_subscriber_nothing_is_printed() {
     let out = common::run_child_test(
-        "child_program_without_a_subscriber",
+        "tracing_events::child_program_without_a_subscriber",
         &[("PROCPOOL_TEST_QUIET", "1")],
     );
     let (stdout, stderr) = (

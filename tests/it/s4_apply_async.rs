@@ -2,7 +2,7 @@
 //! processes; `close()` stops new submissions and `join()` waits for all
 //! that were submitted.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};

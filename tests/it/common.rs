@@ -110,9 +110,9 @@ fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|s| s.1)
 }
 
-/// Runs the ignored test `name` of the current test binary in a child
-/// process with `env` set, and returns its output. Lets a test observe a
-/// whole program: its terminal output, its exit.
+/// Runs the ignored test `name` (its path: `module::test`) of the current
+/// test binary in a child process with `env` set, and returns its output.
+/// Lets a test observe a whole program: its terminal output, its exit.
 pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let mut command = Command::new(exe);

@@ -2,7 +2,7 @@
 //! them never blocks the executor's thread (tested on tokio's
 //! single-threaded runtime, where a blocked thread would stall everything).
 
-mod common;
+use crate::common;
 
 use futures::StreamExt;
 use procpool::{Error, Pool};

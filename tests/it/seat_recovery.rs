@@ -7,7 +7,7 @@
 //! program, which the test removes (or points at a program that exits at
 //! once) and puts back.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! children itself gets a hint instead of a mystery, and a pool too large
 //! for the machine is an error, not an abort.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -49,7 +49,7 @@ fn a_program_started_through_the_dynamic_loader_gets_working_workers() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_pool_through_the_loader",
+            "foundation::child_pool_through_the_loader",
             "--ignored",
             "--nocapture",
         ])
@@ -79,7 +79,7 @@ fn child_pool_through_the_loader() {
 
 #[test]
 fn a_program_that_ignores_sigchld_gets_a_hint_when_a_worker_dies() {
-    let out = common::run_child_test("child_sigchld_ignored", &[]);
+    let out = common::run_child_test("foundation::child_sigchld_ignored", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -115,7 +115,12 @@ fn a_pool_too_large_for_the_machine_is_an_error() {
     let out = Command::new("prlimit")
         .args(["--nofile=1024:1024"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "child_huge_pool", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "foundation::child_huge_pool",
+            "--ignored",
+            "--nocapture",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

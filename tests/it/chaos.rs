@@ -6,7 +6,7 @@
 //! `PROCPOOL_CHAOS_TASKS` (default 3000) and `PROCPOOL_CHAOS_KILL_MS`
 //! (default 10) size the run; CI runs the default.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

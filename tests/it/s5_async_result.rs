@@ -3,7 +3,7 @@
 //! after `join` gives the values in submission order. Plus the rest of
 //! `AsyncResult`: a timeout variant, `wait`, `ready`, `successful`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

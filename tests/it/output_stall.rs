@@ -7,7 +7,7 @@
 //! and leaves with `_exit`, so that neither the test harness nor the
 //! runtime's exit handlers try to write to the stalled stdout.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use procpool::Pool;
 
-const CHILD: &str = "child_maps_with_a_stalled_stdout";
+const CHILD: &str = "output_stall::child_maps_with_a_stalled_stdout";
 const ENV: &str = "PROCPOOL_TEST_OUTPUT_STALL";
 const DONE: &str = "stalled child: done";
 
