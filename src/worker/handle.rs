@@ -78,6 +78,14 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// The writing side of the parent's end of a worker's channel.
+    pub(crate) fn new(stream: UnixStream) -> Channel {
+        Channel {
+            stream,
+            write: Mutex::new(()),
+        }
+    }
+
     /// Sends one whole frame. Fails when the worker is gone.
     pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
         let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,10 +190,7 @@ impl WorkerProcess {
         // The command holds the worker's end until it is dropped.
         drop(command);
         let pid = child.id();
-        let channel = Arc::new(Channel {
-            stream: writer,
-            write: Mutex::new(()),
-        });
+        let channel = Arc::new(Channel::new(writer));
         // Watch the process itself, not only its channel: a process the
         // worker forked may hold the channel open after the worker died.
         let exit = sys::process::pidfd_open(pid).map(|pidfd| ExitWatch {

@@ -369,3 +369,7 @@ impl Shared {
         self.refill(&mut state, seat)
     }
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;
