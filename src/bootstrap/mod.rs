@@ -16,7 +16,10 @@
 //! Rust runtime's own) and the program crate's constructors (C++ statics,
 //! `inventory` registrations, `#[ctor]`s), which are linked first. A
 //! dependency linked after procpool would have its constructors run after
-//! the worker took over, that is, never.
+//! the worker took over, that is, never. The worker then closes every
+//! descriptor it inherited above stderr (but its channel), as CPython's
+//! spawn does; a descriptor a constructor opened before procpool's ran is
+//! closed with them.
 //!
 //! # Whom a worker serves
 //!
