@@ -360,10 +360,13 @@ impl Relay {
     /// parent's output takes nothing; says so once.
     fn drop_output(&self, buffers: &mut Buffers, n: usize) {
         if buffers.dropped == 0 {
-            tracing::warn!(
-                "the parent's output takes nothing: dropping what an exited worker wrote beyond \
-                 {DRAIN_LIMIT} bytes"
-            );
+            // The subscriber is user code on a pool thread.
+            crate::task::panics::shielded(|| {
+                tracing::warn!(
+                    "the parent's output takes nothing: dropping what an exited worker wrote \
+                     beyond {DRAIN_LIMIT} bytes"
+                )
+            });
         }
         buffers.dropped += n as u64;
     }

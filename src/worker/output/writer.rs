@@ -176,10 +176,14 @@ impl Writer {
             let now = Instant::now();
             if now >= deadline {
                 state.stalled = true;
-                tracing::debug!(
-                    held = state.held,
-                    "the parent's output takes nothing: worker output is no longer waited for"
-                );
+                let held = state.held;
+                // The subscriber is user code on a pool thread.
+                crate::task::panics::shielded(|| {
+                    tracing::debug!(
+                        held,
+                        "the parent's output takes nothing: worker output is no longer waited for"
+                    )
+                });
                 // Nobody else waits for it either.
                 self.progress.notify_all();
                 return;

@@ -1,4 +1,4 @@
-//! The program `tests/panic_abort.rs` builds with `panic = "abort"` and runs.
+//! The program `tests/it/nested_builds.rs` builds with `panic = "abort"` and runs.
 //! It checks what a pool reports for a task that panics when panics abort,
 //! prints each check, and exits 0 only if every check held.
 //!
@@ -33,8 +33,8 @@ fn check_panic(what: &str, err: &Error, index: Option<usize>) -> Result<(), Stri
         return Err(format!("{what}: message {:?}", panic.message()));
     }
     match panic.location() {
-        Some(l) if l.file().ends_with("program.rs") && l.line() == BOOM_LINE => Ok(()),
-        other => Err(format!("{what}: location {other:?}, expected program.rs:{BOOM_LINE}")),
+        Some(l) if l.file().ends_with("panic_abort.rs") && l.line() == BOOM_LINE => Ok(()),
+        other => Err(format!("{what}: location {other:?}, expected panic_abort.rs:{BOOM_LINE}")),
     }
 }
 
