@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::kill::Killed;
@@ -23,6 +24,7 @@ use crate::error::Error;
 use crate::pool::job::{Job, Ticket};
 use crate::pool::policy::Doom;
 use crate::protocol::message;
+use crate::result::pending::Pending;
 use crate::worker::handle::Channel;
 
 /// The most bytes of task frames a worker is sent ahead of the job it
@@ -43,17 +45,28 @@ struct Dispatch {
     frames: Vec<Frame>,
 }
 
-/// Jobs to send once the state lock is released.
+/// Jobs to send once the state lock is released, and the earliest
+/// deadline that started (armed under the lock by `Shared`).
 #[derive(Debug, Default)]
 #[must_use = "jobs assigned to workers must be sent"]
-pub(crate) struct Sends(Vec<Dispatch>);
+pub(crate) struct Sends {
+    dispatches: Vec<Dispatch>,
+    deadline: Option<Instant>,
+}
 
 impl Sends {
+    fn merge(&mut self, other: Sends) {
+        self.dispatches.extend(other.dispatches);
+        if let Some(d) = other.deadline {
+            self.deadline = Some(self.deadline.map_or(d, |e| e.min(d)));
+        }
+    }
+
     /// Sends every job. Jobs whose worker turned out to be dead (it died
     /// while idle, before its supervisor noticed) never reached it: they go
     /// back to the queue, without counting as an attempt.
     pub(crate) fn send(self, shared: &Shared) {
-        for d in self.0 {
+        for d in self.dispatches {
             let sent = match d.frames.as_slice() {
                 [one] => d.channel.send(one),
                 frames => {
@@ -190,113 +203,37 @@ impl Shared {
         self.requeue_unstarted(taken.into_iter().rev().collect());
     }
 
-    /// Hands queued jobs to idle workers while there are both.
+    /// Hands queued jobs to idle workers while there are both (see
+    /// [`State::dispatch_idle`]), arming the timer for a deadline that
+    /// starts.
     pub(super) fn dispatch_idle(&self, state: &mut State) -> Sends {
-        let mut sends = Sends::default();
-        while !state.queue.is_empty() {
-            let Some(seat) = state.idle.pop_front() else { break };
-            state.seats[seat].idle = false;
-            sends.0.extend(self.fill(state, seat));
-        }
+        let sends = state.dispatch_idle(&self.rules());
+        self.arm(state, &sends);
         sends
     }
 
-    /// Gives `seat` queued jobs up to what it should hold, or marks it idle
-    /// if it holds none.
+    /// Gives `seat` what it should hold (see [`State::refill`]), arming the
+    /// timer for a deadline that starts.
     pub(super) fn refill(&self, state: &mut State, seat: usize) -> Sends {
-        let mut sends = Sends::default();
-        sends.0.extend(self.fill(state, seat));
-        // A tail split off for this seat's budget goes to idle workers.
-        let more = self.dispatch_idle(state);
-        sends.0.extend(more.0);
-        let s = &mut state.seats[seat];
-        if s.inflight.is_empty() && !s.idle && !s.retiring && s.doom.is_none() && s.channel.is_some() {
-            s.idle = true;
-            state.idle.push_back(seat);
-        }
+        let sends = state.refill(&self.rules(), seat);
+        self.arm(state, &sends);
         sends
     }
 
-    /// Assigns queued jobs to `seat` while it has room.
-    fn fill(&self, state: &mut State, seat: usize) -> Option<Dispatch> {
-        let depth = self.stats.depth();
-        let mut dispatch: Option<Dispatch> = None;
-        loop {
-            let s = &state.seats[seat];
-            if s.channel.is_none() || s.retiring || s.doom.is_some() {
-                break;
-            }
-            let Some(next) = state.queue.front() else { break };
-            let view = plan::SeatView {
-                serving: true,
-                holds: s.inflight.len(),
-                ahead_bytes: s.inflight.iter().skip(1).map(|r| r.len).sum(),
-                running_timed: s
-                    .inflight
-                    .front()
-                    .is_some_and(|r| r.ticket.policy.timeout.is_some()),
-            };
-            let next = plan::NextJob {
-                frame_len: next.frame.len(),
-                timed: next.ticket.policy.timeout.is_some(),
-            };
-            let rules = plan::AheadRules {
-                processes: self.processes,
-                depth,
-                max_bytes: AHEAD_BYTES,
-            };
-            if !plan::takes(view, next, state.queue.len(), rules) {
-                break;
-            }
-            let job = state.queue.pop_front().expect("checked above");
-            let (id, frame) = self.assign(state, seat, job);
-            let d = dispatch.get_or_insert_with(|| Dispatch {
-                seat,
-                channel: Arc::clone(state.seats[seat].channel.as_ref().expect("checked above")),
-                jobs: Vec::new(),
-                frames: Vec::new(),
-            });
-            d.jobs.push(id);
-            d.frames.push(frame);
-        }
-        dispatch
-    }
-
-    /// Adds `job` to the jobs of `seat` (which is serving): splits it to the
-    /// worker's task budget, arms its deadline if it runs at once, and keeps
-    /// its frame to send it again if need be.
-    fn assign(&self, state: &mut State, seat: usize, mut job: Job) -> (u64, Frame) {
-        if let Some(at) = plan::budget_cut(state.seats[seat].tasks_left, job.ticket.meta.count) {
-            let (head, tail) = job.split(at, self.next_job_id(), self.pending.token());
-            state.queue.push_front(tail);
-            job = head;
-        }
-        let s = &mut state.seats[seat];
-        debug_assert!(!s.retiring, "a spent worker takes no more jobs");
-        (s.tasks_left, s.retiring) = plan::spend(s.tasks_left, job.ticket.meta.count);
-        let runs_now = s.inflight.is_empty();
-        let len = job.frame.len();
-        // Kept, shared with the send: a job whose worker dies before it
-        // starts it is sent again (and one that may be retried, too).
-        let frame = Arc::new(job.frame);
-        let kept = Arc::clone(&frame);
-        let deadline = match runs_now {
-            true => job.ticket.policy.timeout.map(|t| Instant::now() + t),
-            false => None,
-        };
-        if runs_now {
-            s.deadline = deadline;
-        }
-        let id = job.ticket.id;
-        s.inflight.push_back(Running {
-            ticket: job.ticket,
-            frame: kept,
-            len,
-        });
-        if let Some(deadline) = deadline {
+    fn arm(&self, state: &mut State, sends: &Sends) {
+        if let Some(deadline) = sends.deadline {
             self.arm_timer(state, deadline);
         }
-        (id, frame)
+    }
+
+    /// What the dispatch transitions need besides the state.
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            processes: self.processes,
+            depth: self.stats.depth(),
+            job_ids: &self.next_job,
+            pending: &self.pending,
+        }
     }
 
     /// The worker of `seat` finished job `job` of `count` items, the first
@@ -367,6 +304,131 @@ impl Shared {
     pub(crate) fn worker_free(&self, seat: usize) -> Sends {
         let mut state = self.lock();
         self.refill(&mut state, seat)
+    }
+}
+
+/// What the dispatch transitions need besides the state: the pool's size,
+/// how many jobs a worker should hold now, and where new job ids and work
+/// counts come from.
+pub(super) struct Rules<'a> {
+    pub(super) processes: usize,
+    pub(super) depth: usize,
+    pub(super) job_ids: &'a AtomicU64,
+    pub(super) pending: &'a Arc<Pending>,
+}
+
+/// The dispatch transitions: each changes the state and returns what to do
+/// once the lock is released (the sends, and a deadline to arm). They do no
+/// I/O, so they are tested step by step (`dispatch_tests.rs`).
+impl State {
+    /// Hands queued jobs to idle workers while there are both.
+    pub(super) fn dispatch_idle(&mut self, rules: &Rules<'_>) -> Sends {
+        let mut sends = Sends::default();
+        while !self.queue.is_empty() {
+            let Some(seat) = self.idle.pop_front() else { break };
+            self.seats[seat].idle = false;
+            self.fill(rules, seat, &mut sends);
+        }
+        sends
+    }
+
+    /// Gives `seat` queued jobs up to what it should hold, or marks it idle
+    /// if it holds none.
+    pub(super) fn refill(&mut self, rules: &Rules<'_>, seat: usize) -> Sends {
+        let mut sends = Sends::default();
+        self.fill(rules, seat, &mut sends);
+        // A tail split off for this seat's budget goes to idle workers.
+        let more = self.dispatch_idle(rules);
+        sends.merge(more);
+        let s = &mut self.seats[seat];
+        if s.inflight.is_empty() && !s.idle && !s.retiring && s.doom.is_none() && s.channel.is_some() {
+            s.idle = true;
+            self.idle.push_back(seat);
+        }
+        sends
+    }
+
+    /// Assigns queued jobs to `seat` while it has room (see
+    /// [`plan::takes`]), adding them to `sends` as one write.
+    fn fill(&mut self, rules: &Rules<'_>, seat: usize, sends: &mut Sends) {
+        let mut dispatch: Option<Dispatch> = None;
+        loop {
+            let s = &self.seats[seat];
+            if s.channel.is_none() || s.retiring || s.doom.is_some() {
+                break;
+            }
+            let Some(next) = self.queue.front() else { break };
+            let view = plan::SeatView {
+                serving: true,
+                holds: s.inflight.len(),
+                ahead_bytes: s.inflight.iter().skip(1).map(|r| r.len).sum(),
+                running_timed: s
+                    .inflight
+                    .front()
+                    .is_some_and(|r| r.ticket.policy.timeout.is_some()),
+            };
+            let next = plan::NextJob {
+                frame_len: next.frame.len(),
+                timed: next.ticket.policy.timeout.is_some(),
+            };
+            let ahead = plan::AheadRules {
+                processes: rules.processes,
+                depth: rules.depth,
+                max_bytes: AHEAD_BYTES,
+            };
+            if !plan::takes(view, next, self.queue.len(), ahead) {
+                break;
+            }
+            let job = self.queue.pop_front().expect("checked above");
+            let (id, frame) = self.assign(rules, seat, job, sends);
+            let d = dispatch.get_or_insert_with(|| Dispatch {
+                seat,
+                channel: Arc::clone(self.seats[seat].channel.as_ref().expect("checked above")),
+                jobs: Vec::new(),
+                frames: Vec::new(),
+            });
+            d.jobs.push(id);
+            d.frames.push(frame);
+        }
+        sends.dispatches.extend(dispatch);
+    }
+
+    /// Adds `job` to the jobs of `seat` (which is serving): splits it to the
+    /// worker's task budget, sets its deadline if it runs at once (to arm
+    /// in `sends`), and keeps its frame to send it again if need be.
+    fn assign(&mut self, rules: &Rules<'_>, seat: usize, mut job: Job, sends: &mut Sends) -> (u64, Frame) {
+        if let Some(at) = plan::budget_cut(self.seats[seat].tasks_left, job.ticket.meta.count) {
+            let tail_id = rules.job_ids.fetch_add(1, Ordering::Relaxed);
+            let (head, tail) = job.split(at, tail_id, rules.pending.token());
+            self.queue.push_front(tail);
+            job = head;
+        }
+        let s = &mut self.seats[seat];
+        debug_assert!(!s.retiring, "a spent worker takes no more jobs");
+        (s.tasks_left, s.retiring) = plan::spend(s.tasks_left, job.ticket.meta.count);
+        let runs_now = s.inflight.is_empty();
+        let len = job.frame.len();
+        // Kept, shared with the send: a job whose worker dies before it
+        // starts it is sent again (and one that may be retried, too).
+        let frame = Arc::new(job.frame);
+        let kept = Arc::clone(&frame);
+        let deadline = match runs_now {
+            true => job.ticket.policy.timeout.map(|t| Instant::now() + t),
+            false => None,
+        };
+        if runs_now {
+            s.deadline = deadline;
+        }
+        let id = job.ticket.id;
+        s.inflight.push_back(Running {
+            ticket: job.ticket,
+            frame: kept,
+            len,
+        });
+        if let Some(deadline) = deadline {
+            sends.deadline = Some(sends.deadline.map_or(deadline, |d| d.min(deadline)));
+        }
+        (id, frame)
     }
 }
 

@@ -268,3 +268,29 @@ fn a_job_whose_worker_died_runs_again_within_its_retries() {
     let running = rig.shared.seat_lost(0).held.into_iter().next().unwrap();
     assert!(running.retry().is_err(), "retries spent");
 }
+
+#[test]
+fn a_transition_returns_the_deadline_it_started_instead_of_arming_it() {
+    let mut rig = Rig::new(1, WorkerLimits::default());
+    let timed = TaskPolicy {
+        timeout: Some(Duration::from_secs(3600)),
+        ..TaskPolicy::default()
+    };
+    let call = rig.call(timed);
+    let job = rig.job(&call, 1);
+    let id = job.ticket.id;
+    let sends = {
+        let mut state = rig.shared.lock();
+        state.queue.push_back(job);
+        let sends = state.dispatch_idle(&rig.shared.rules());
+        assert!(
+            sends.deadline.is_some(),
+            "the job runs at once: its deadline starts"
+        );
+        assert!(!state.timer_started, "arming the timer is the caller's to do");
+        sends
+    };
+    assert_eq!(rig.sent_to(0), [], "a transition sends nothing itself");
+    sends.send(&rig.shared);
+    assert_eq!(rig.sent_to(0), [(id, 1)]);
+}
