@@ -114,13 +114,36 @@ fn start_time(pid: u32) -> Option<u64> {
 /// test binary in a child process with `env` set, and returns its output.
 /// Lets a test observe a whole program: its terminal output, its exit.
 pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> Output {
+    run_child_test_through(&[], name, env)
+}
+
+/// [`run_child_test`], with the test binary started by the program and
+/// arguments `through` (a loader, `prlimit ...`) when there are some.
+pub fn run_child_test_through(through: &[&str], name: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().unwrap();
-    let mut command = Command::new(exe);
+    let mut command = match through {
+        [] => Command::new(exe),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+    };
     command.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"]);
     for (k, v) in env {
         command.env(k, v);
     }
     command.output().unwrap()
+}
+
+/// Fails, showing its output, unless the child test run in `out` passed.
+pub fn assert_child_passed(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A gate that tasks wait at until the test lets them through. Tasks call

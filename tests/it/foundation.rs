@@ -8,7 +8,6 @@ use crate::common;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 
 use procpool::{Error, Pool};
 
@@ -45,22 +44,8 @@ fn a_program_started_through_the_dynamic_loader_gets_working_workers() {
         std::path::Path::new(loader).exists(),
         "no {loader} on this machine"
     );
-    let out = Command::new(loader)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "foundation::child_pool_through_the_loader",
-            "--ignored",
-            "--nocapture",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_child_test_through(&[loader], "foundation::child_pool_through_the_loader", &[]);
+    common::assert_child_passed(&out);
 }
 
 #[test]
@@ -80,12 +65,7 @@ fn child_pool_through_the_loader() {
 #[test]
 fn a_program_that_ignores_sigchld_gets_a_hint_when_a_worker_dies() {
     let out = common::run_child_test("foundation::child_sigchld_ignored", &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_child_passed(&out);
 }
 
 #[test]
@@ -112,23 +92,12 @@ fn a_pool_too_large_for_the_machine_is_an_error() {
     // With 1024 descriptors, this used to start some 30 000 supervisor
     // threads, until one could not map its guard page and the standard
     // library aborted the program.
-    let out = Command::new("prlimit")
-        .args(["--nofile=1024:1024"])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "foundation::child_huge_pool",
-            "--ignored",
-            "--nocapture",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_child_test_through(
+        &["prlimit", "--nofile=1024:1024"],
+        "foundation::child_huge_pool",
+        &[],
     );
+    common::assert_child_passed(&out);
 }
 
 #[test]

@@ -61,12 +61,7 @@ fn the_life_of_workers_is_traced_with_their_pids() {
         "tracing_events::child_program_tracing_the_life_of_workers",
         &[("PROCPOOL_TEST_TRACED", "1")],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_child_passed(&out);
 }
 
 #[test]
