@@ -70,6 +70,20 @@ pub fn arrive(path: &str) -> bool {
     stream.read_exact(&mut go).is_ok() && &go == b"go"
 }
 
+/// Asserts that all `n` workers of `pool` serve at once: `n` tasks, one
+/// per chunk, pass a [`Barrier`] that only `n` tasks running together pass.
+pub fn assert_all_serve(pool: &procpool::Pool, n: usize) {
+    fn all_arrive(path: String) -> bool {
+        arrive(&path)
+    }
+    let barrier = Barrier::new(n);
+    let arrived = pool
+        .with_chunksize(1)
+        .map(all_arrive, vec![barrier.path(); n])
+        .unwrap();
+    assert_eq!(arrived, vec![true; n], "not all {n} workers serve");
+}
+
 /// A process seen at one moment, to check later whether it is gone
 /// (exited *and* reaped: a zombie still counts as present). The start time
 /// tells a reused pid from the same process.

@@ -26,10 +26,6 @@ fn die(_: ()) -> u8 {
     std::process::exit(3)
 }
 
-fn all_arrive(path: String) -> bool {
-    common::arrive(&path)
-}
-
 /// A symlink to this test program to start workers from.
 struct Program {
     link: PathBuf,
@@ -104,16 +100,6 @@ fn wait_for_recovery(pool: &Pool, n: usize) {
     }
 }
 
-/// Asserts that `n` workers run tasks at once.
-fn assert_all_serve(pool: &Pool, n: usize) {
-    let barrier = common::Barrier::new(n);
-    let arrived = pool
-        .with_chunksize(1)
-        .map(all_arrive, vec![barrier.path(); n])
-        .unwrap();
-    assert_eq!(arrived, vec![true; n], "not all {n} workers serve");
-}
-
 #[test]
 fn a_pool_whose_seats_all_failed_to_restart_recovers() {
     let program = Program::new();
@@ -134,7 +120,7 @@ fn a_pool_whose_seats_all_failed_to_restart_recovers() {
     assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
     program.restore();
     wait_for_recovery(&pool, 2);
-    assert_all_serve(&pool, 2);
+    common::assert_all_serve(&pool, 2);
     pool.close();
     pool.join().unwrap();
 }
@@ -164,5 +150,5 @@ fn a_seat_that_keeps_failing_to_restart_keeps_trying_while_the_others_serve() {
     }
     program.repair();
     wait_for_recovery(&pool, 2);
-    assert_all_serve(&pool, 2);
+    common::assert_all_serve(&pool, 2);
 }

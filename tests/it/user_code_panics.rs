@@ -24,10 +24,6 @@ fn held(path: String) -> u32 {
     common::hold(&path)
 }
 
-fn all_arrive(path: String) -> bool {
-    common::arrive(&path)
-}
-
 fn pid_of(_: u8) -> u32 {
     std::process::id()
 }
@@ -41,12 +37,7 @@ fn die(_: ()) -> u8 {
 /// enforced.
 fn assert_whole(pool: &Pool, n: usize) {
     assert_eq!(pool.worker_pids().len(), n, "a worker seat was lost");
-    let barrier = common::Barrier::new(n);
-    let arrived = pool
-        .with_chunksize(1)
-        .map(all_arrive, vec![barrier.path(); n])
-        .unwrap();
-    assert_eq!(arrived, vec![true; n], "not all {n} workers serve");
+    common::assert_all_serve(pool, n);
     let slow = pool
         .with_timeout(Duration::from_millis(100))
         .apply_async(sleep_ms, 600_000)
