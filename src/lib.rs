@@ -143,6 +143,7 @@ mod pool;
 mod progress;
 mod protocol;
 mod result;
+pub mod sandbox;
 mod sys;
 mod task;
 mod worker;
@@ -150,6 +151,7 @@ mod worker;
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
 pub use pool::{Call, Pool, PoolBuilder, PoolStats, WorkerStats};
 pub use result::{AsyncResult, Callbacks, IMap, IMapStream, IMapUnordered, IntoCallbacks, NoCallbacks};
+pub use sandbox::{Enforcement, Sandbox, SandboxReport, SyscallRule};
 pub use task::{InitResult, StarFn};
 
 /// Entry points for `cargo fuzz` (the `fuzzing` feature); not part of the

@@ -14,6 +14,9 @@ pub(crate) struct WorkerEnv {
     pub(crate) parent: Identity,
     /// The data segment cap the worker sets on itself, in bytes.
     pub(crate) max_memory: Option<u64>,
+    /// Whether the pool locks the worker down (see `sandbox`) after its
+    /// initializer: the worker then runs no task before it has.
+    pub(crate) sandboxed: bool,
 }
 
 impl WorkerEnv {
@@ -23,10 +26,11 @@ impl WorkerEnv {
             fd,
             parent,
             max_memory,
+            sandboxed: false,
         }
     }
 
-    /// `v4;fd=0;dev=800000001;ino=1234;build=1f0e…`
+    /// `v5;fd=0;dev=800000001;ino=1234;build=1f0e…`
     pub(crate) fn to_value(self) -> String {
         let mut s = format!("v{};fd={}", self.protocol, self.fd);
         let _ = write!(
@@ -36,6 +40,9 @@ impl WorkerEnv {
         );
         if let Some(bytes) = self.max_memory {
             let _ = write!(s, ";mem={bytes}");
+        }
+        if self.sandboxed {
+            s.push_str(";sandbox");
         }
         s
     }
@@ -60,13 +67,18 @@ impl WorkerEnv {
         let dev = field("dev", 16)?;
         let ino = field("ino", 10)?;
         let build = field("build", 16)?;
-        let max_memory = match parts.next() {
+        let mut next = parts.next();
+        let max_memory = match next.and_then(|part| part.strip_prefix("mem=")) {
             None => None,
-            Some(part) => Some(
-                part.strip_prefix("mem=")
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(bad)?,
-            ),
+            Some(bytes) => {
+                next = parts.next();
+                Some(bytes.parse().map_err(|_| bad())?)
+            }
+        };
+        let sandboxed = match next {
+            None => false,
+            Some("sandbox") => true,
+            Some(_) => return Err(bad()),
         };
         if parts.next().is_some() {
             return Err(bad());
@@ -76,6 +88,7 @@ impl WorkerEnv {
             fd,
             parent: Identity { dev, ino, build },
             max_memory,
+            sandboxed,
         })
     }
 }
@@ -90,6 +103,16 @@ mod tests {
         assert_eq!(WorkerEnv::parse(&env.to_value()), Ok(env));
         let capped = WorkerEnv::new(0, crate::func::Image::current().unwrap().identity, Some(1 << 30));
         assert_eq!(WorkerEnv::parse(&capped.to_value()), Ok(capped));
+        let locked = WorkerEnv {
+            sandboxed: true,
+            ..capped
+        };
+        assert_eq!(WorkerEnv::parse(&locked.to_value()), Ok(locked));
+        let locked = WorkerEnv {
+            sandboxed: true,
+            ..env
+        };
+        assert_eq!(WorkerEnv::parse(&locked.to_value()), Ok(locked));
     }
 
     #[test]
@@ -102,6 +125,8 @@ mod tests {
             "v1;fd=3;dev=1;ino=2;build=3;extra",
             "v1;fd=3;dev=1;ino=2;build=3;mem=x",
             "v1;fd=3;dev=1;ino=2;build=3;mem=1;extra",
+            "v1;fd=3;dev=1;ino=2;build=3;mem=1;sandbox;extra",
+            "v1;fd=3;dev=1;ino=2;build=3;sandbox;mem=1",
             "1;fd=3;dev=1;ino=2;build=3",
             "v1;fd=99999999999;dev=1;ino=2;build=3",
         ] {

@@ -146,6 +146,32 @@ pub enum Error {
         requested: Option<u64>,
     },
 
+    /// The task made a system call that the worker's
+    /// [`Sandbox`](crate::Sandbox) refuses (a socket, `execve`, `fork`,
+    /// `ptrace`, a signal to another process...). The call did not run; the
+    /// worker was stopped and replaced. Not retried: it would fail again.
+    #[error("{}: the sandbox refused system call `{syscall}` in worker process {pid}, which was stopped and replaced (allow it with Sandbox::allow_syscalls only if the task really needs it)", TaskName(*index))]
+    SandboxViolation {
+        /// Position of the item in a `map`-like call; `None` for `apply`.
+        index: Option<usize>,
+        /// The stopped worker's process id.
+        pid: u32,
+        /// The name of the system call (as in `man 2 syscalls`), or
+        /// `"#N"` for a number this machine has no name for.
+        syscall: String,
+    },
+
+    /// A [strict](crate::Enforcement::Strict) [`Sandbox`](crate::Sandbox)
+    /// cannot be enforced in full on this machine's kernel, so no pool was
+    /// made.
+    #[error(
+        "the sandbox cannot be enforced in full here: the kernel lacks {missing} (use Sandbox::best_effort() to apply what it supports, or a newer kernel)"
+    )]
+    SandboxUnavailable {
+        /// The parts the kernel lacks.
+        missing: String,
+    },
+
     /// The pool's [`initializer`](crate::PoolBuilder::initializer) failed
     /// (returned an error or panicked) in a new worker. When starting the
     /// pool, the pool is not made; later, the worker's seat stops being
@@ -323,6 +349,22 @@ impl Error {
         matches!(self, Error::MemoryLimit { .. })
     }
 
+    /// Whether the sandbox refused a system call of the task
+    /// ([`Error::SandboxViolation`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use procpool::{Pool, Sandbox};
+    /// let pool = Pool::builder().processes(1).sandbox(Sandbox::strict()).build()?;
+    /// let err = pool.apply(|_: ()| std::process::Command::new("/bin/true").status().is_ok(), ()).unwrap_err();
+    /// assert!(err.is_sandbox_violation(), "{err}");
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn is_sandbox_violation(&self) -> bool {
+        matches!(self, Error::SandboxViolation { .. })
+    }
+
     /// Whether a wait gave up (the task itself goes on).
     ///
     /// # Examples
@@ -385,7 +427,8 @@ impl Error {
             | Error::MemoryLimit { index, .. }
             | Error::Encode { index, .. }
             | Error::Decode { index, .. }
-            | Error::TooLarge { index, .. } => *index,
+            | Error::TooLarge { index, .. }
+            | Error::SandboxViolation { index, .. } => *index,
             _ => None,
         }
     }
@@ -399,7 +442,8 @@ impl Error {
             | Error::MemoryLimit { index, .. }
             | Error::Encode { index, .. }
             | Error::Decode { index, .. }
-            | Error::TooLarge { index, .. } => Some(index),
+            | Error::TooLarge { index, .. }
+            | Error::SandboxViolation { index, .. } => Some(index),
             _ => None,
         }
     }

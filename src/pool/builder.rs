@@ -17,6 +17,8 @@ use crate::pool::shared::Options;
 use crate::pool::shared::Shared;
 use crate::pool::supervisor;
 use crate::protocol::frame::DEFAULT_MAX_BODY;
+use crate::protocol::{codec, message};
+use crate::sandbox::Sandbox;
 use crate::task::{Init, InitResult};
 use crate::worker::handle::StartConfig;
 
@@ -47,6 +49,7 @@ pub struct PoolBuilder {
     policy: TaskPolicy,
     limits: WorkerLimits,
     init: Option<InitFrame>,
+    sandbox: Option<Sandbox>,
 }
 
 /// The encoded initializer call (or why it could not be encoded).
@@ -68,6 +71,7 @@ impl Default for PoolBuilder {
             policy: TaskPolicy::default(),
             limits: WorkerLimits::default(),
             init: None,
+            sandbox: None,
         }
     }
 }
@@ -253,6 +257,26 @@ impl PoolBuilder {
         self
     }
 
+    /// Locks every worker down with `sandbox` after its initializer, before
+    /// its first task: for input you do not trust. See [`Sandbox`] and the
+    /// [`sandbox`](crate::sandbox) module for what a sandboxed worker can
+    /// and cannot do.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use procpool::{Pool, Sandbox};
+    ///
+    /// let pool = Pool::builder().processes(2).sandbox(Sandbox::strict()).build()?;
+    /// let err = pool.apply(|_: ()| std::net::TcpStream::connect("127.0.0.1:80").is_ok(), ()).unwrap_err();
+    /// assert!(err.is_sandbox_violation());
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
     /// Starts the workers (in parallel) and waits until every one has
     /// answered its handshake.
     ///
@@ -264,7 +288,8 @@ impl PoolBuilder {
     /// [`Error::Spawn`] or [`Error::WorkerStart`] if a worker cannot be
     /// started (the workers already started are then stopped);
     /// [`Error::Bootstrap`] when called inside a worker process whose
-    /// bootstrap did not run.
+    /// bootstrap did not run; for a [`sandbox`](Self::sandbox), what
+    /// [`Sandbox::check`] says.
     ///
     /// # Examples
     ///
@@ -298,6 +323,12 @@ impl PoolBuilder {
             start.program = program;
         }
         start.max_memory = self.limits.max_memory;
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.check()?;
+            let mut policy = Vec::new();
+            codec::encode(sandbox.policy(), &mut policy).map_err(Error::InvalidArgument)?;
+            start.lock = Some(message::bytes_frame(message::LOCK, &policy));
+        }
         let options = Options {
             start,
             policy: self.policy,

@@ -171,6 +171,7 @@ fn run(shared: &Shared, seat: usize, started: &mut Option<Sender<Result<(), Erro
         let pid = worker.pid();
         let replacement = match stop {
             Stop::Retire(replacement) => {
+                let replacement = *replacement;
                 // The replacement took the seat; let the spent worker exit.
                 worker.channel().finish();
                 if !matches!(replacement, BringUp::Up(_)) {
@@ -339,6 +340,9 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
     if let (Ok(()), Some(init)) = (&started, &shared.init) {
         started = worker.initialize(init, shared.start.start_timeout, || shared.worker_gone(seat));
     }
+    if let (Ok(()), Some(lock)) = (&started, &shared.start.lock) {
+        started = worker.lock_down(lock, shared.start.start_timeout, || shared.worker_gone(seat));
+    }
     if let Err(e) = started {
         return match shared.lifecycle().replaces_workers() {
             true => BringUp::Failed(e),
@@ -434,7 +438,7 @@ enum Stop {
     Broken(String),
     /// It ran its last task (`max_tasks_per_child`); its replacement was
     /// started before that task's result was delivered.
-    Retire(BringUp),
+    Retire(Box<BringUp>),
 }
 
 /// Reads the worker's results until it stops.
@@ -502,7 +506,7 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 }
                 shared.stats.parent_codec(decoding.elapsed());
                 if let Some(replacement) = replacement {
-                    return Stop::Retire(replacement);
+                    return Stop::Retire(Box::new(replacement));
                 }
             }
             FromWorker::Part { job, count, results } => {

@@ -27,6 +27,10 @@ pub(crate) const TASK: u8 = 0x01;
 /// Parent → worker, right after `READY`: an empty body, with the worker's
 /// started-job marker (a shared page) attached as a descriptor.
 pub(crate) const MARK: u8 = 0x02;
+/// Parent → worker, after its initializer: lock yourself down under the
+/// sandbox policy in the body (opaque here: see `sandbox`). The worker
+/// answers `LOCKED`, or `REJECT` and exits.
+pub(crate) const LOCK: u8 = 0x03;
 pub(crate) const READY: u8 = 0x81;
 pub(crate) const REJECT: u8 = 0x82;
 pub(crate) const DONE: u8 = 0x83;
@@ -37,6 +41,8 @@ pub(crate) const PANIC: u8 = 0x85;
 /// Worker → parent: the results of a task's first items; see the module
 /// docs.
 pub(crate) const PART: u8 = 0x86;
+/// Worker → parent: the lockdown holds; the body says how far.
+pub(crate) const LOCKED: u8 = 0x87;
 
 /// A worker sends the results it holds as a `PART` once they reach this
 /// size.
@@ -72,6 +78,8 @@ pub(crate) enum ToWorker<'a> {
         count: u32,
         items: &'a [u8],
     },
+    /// Lock down under this (encoded) sandbox policy.
+    Lock(&'a [u8]),
 }
 
 /// Where a worker's time on one chunk went, in nanoseconds: decoding the
@@ -104,6 +112,8 @@ pub(crate) enum FromWorker<'a> {
         results: &'a [u8],
     },
     Fault(&'a str),
+    /// The worker locked itself down; how far.
+    Locked(&'a str),
     /// Job `job` panicked, and the worker is aborting.
     Panicked {
         job: u64,
@@ -140,9 +150,12 @@ pub(crate) fn finish_task(
 /// `tail`. `None` if `at` does not fall inside the task.
 pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(Vec<u8>, Vec<u8>)> {
     let h = frame::HEADER_LEN;
-    let ToWorker::Task {
+    let Ok(ToWorker::Task {
         target, count, items, ..
-    } = ToWorker::decode(TASK, task.get(h..)?).ok()?;
+    }) = ToWorker::decode(TASK, task.get(h..)?)
+    else {
+        return None;
+    };
     if at == 0 || at >= count {
         return None;
     }
@@ -304,16 +317,22 @@ pub(crate) fn panic_frame(job: u64, panic: &RemotePanic) -> Vec<u8> {
     buf
 }
 
-/// A whole `REJECT` or `FAULT` frame carrying `text` (cut to 64 KiB).
+/// A whole `REJECT`, `FAULT` or `LOCKED` frame carrying `text` (cut to
+/// 64 KiB).
 pub(crate) fn text_frame(kind: u8, text: &str) -> Vec<u8> {
     let mut end = text.len().min(64 * 1024);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
+    bytes_frame(kind, &text.as_bytes()[..end])
+}
+
+/// A whole frame of `kind` carrying `body` (a `LOCK`).
+pub(crate) fn bytes_frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut buf = Vec::new();
     frame::start(&mut buf);
-    buf.extend_from_slice(&text.as_bytes()[..end]);
-    frame::finish(&mut buf, kind, usize::MAX).expect("small frame");
+    buf.extend_from_slice(body);
+    frame::finish(&mut buf, kind, usize::MAX).expect("a frame within the limit");
     buf
 }
 
@@ -356,6 +375,7 @@ impl<'a> ToWorker<'a> {
                     items: &body[TASK_HEADER..],
                 })
             }
+            LOCK => Ok(ToWorker::Lock(body)),
             other => Err(ProtocolError::new(format!(
                 "unknown message kind {other:#04x} from the parent"
             ))),
@@ -403,6 +423,7 @@ impl<'a> FromWorker<'a> {
                     results: &body[DONE_HEADER..],
                 })
             }
+            LOCKED => Ok(FromWorker::Locked(text(body, "locked")?)),
             PART => {
                 need(body, DONE_HEADER, "part")?;
                 Ok(FromWorker::Part {
@@ -470,12 +491,15 @@ mod tests {
         let (head, tail) = split_task(&buf, 2, 9, 10).unwrap();
         let bodies = |frame: &[u8]| {
             let (kind, body) = split(frame);
-            let ToWorker::Task {
+            let Ok(ToWorker::Task {
                 job,
                 target: c,
                 count,
                 items,
-            } = ToWorker::decode(kind, body).unwrap();
+            }) = ToWorker::decode(kind, body)
+            else {
+                panic!("not a task");
+            };
             assert_eq!(c, target);
             let words: Vec<Vec<u8>> = Items::new(items).map(|i| i.unwrap().1.to_vec()).collect();
             assert_eq!(words.len(), count as usize);

@@ -19,7 +19,7 @@ pub(crate) mod items;
 pub(crate) mod message;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,6 +6,7 @@
 //! `SAFETY:` comment, why it holds. Linux only for now (`/proc`, pidfds,
 //! `close_range`).
 
+pub(crate) mod confine;
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod output;

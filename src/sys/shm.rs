@@ -21,6 +21,10 @@ struct Page {
     /// The pid of the process whose stack overflowed, or 0: the worker,
     /// unless a process it forked (which shares the page) overflowed.
     overflowed: AtomicU64,
+    /// The pid of the process the sandbox's system call filter stopped,
+    /// in the high half, and the number of the system call it refused,
+    /// plus one, in the low half (0: none).
+    violation: AtomicU64,
 }
 
 /// A shared page holding the id of the job the worker last started, and
@@ -112,6 +116,23 @@ impl Marker {
     }
 }
 
+impl Marker {
+    /// Records that process `pid` is dying because the sandbox refused
+    /// system call `syscall`. One store to a lock-free atomic: safe in a
+    /// signal handler.
+    pub(crate) fn set_violation(&self, pid: u32, syscall: u32) {
+        let packed = (u64::from(pid) << 32) | u64::from(syscall.wrapping_add(1));
+        self.page().violation.store(packed, Ordering::Release);
+    }
+
+    /// The system call the sandbox refused to process `pid`, if it said so.
+    pub(crate) fn violation(&self, pid: u32) -> Option<u32> {
+        let packed = self.page().violation.load(Ordering::Acquire);
+        let low = packed as u32;
+        ((packed >> 32) as u32 == pid && low != 0).then(|| low - 1)
+    }
+}
+
 const _: () = assert!(std::mem::size_of::<Page>() <= PAGE);
 
 impl Drop for Marker {
@@ -140,6 +161,12 @@ mod tests {
         worker.set_stack_overflow(7);
         assert!(parent.stack_overflowed(7));
         assert!(!parent.stack_overflowed(8));
+        assert_eq!(parent.violation(7), None);
+        worker.set_violation(7, 0);
+        assert_eq!(parent.violation(7), Some(0));
+        assert_eq!(parent.violation(8), None);
+        worker.set_violation(9, 41);
+        assert_eq!(parent.violation(9), Some(41));
         assert_eq!(parent.get(), 42);
     }
 }

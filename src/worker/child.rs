@@ -9,7 +9,8 @@ use crate::bootstrap::{self, EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, Worke
 use crate::func::{FunctionId, Image, Runner};
 use crate::protocol::frame::{self, DEFAULT_MAX_BODY, ReadError};
 use crate::protocol::message::{self, ToWorker};
-use crate::protocol::{PROTOCOL_VERSION, items};
+use crate::protocol::{PROTOCOL_VERSION, codec, items};
+use crate::sandbox::{self, Policy};
 use crate::sys;
 use crate::sys::shm::Marker;
 use crate::task::panics;
@@ -75,7 +76,7 @@ pub(crate) fn run(value: OsString) -> ! {
         Err(e) => sys::process::exit_now(fault(&channel, &format!("no marker page from the parent: {e}"))),
     };
     last_words(&channel, marker);
-    let exit_code = serve(&channel, image, marker);
+    let exit_code = serve(&channel, image, marker, env.sandboxed);
     flush_output();
     sys::process::exit_now(exit_code)
 }
@@ -160,8 +161,11 @@ fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
     Marker::adopt(&fd).map_err(|e| e.to_string())
 }
 
-/// Serves tasks until the channel closes; returns the exit code.
-fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
+/// Serves tasks until the channel closes; returns the exit code. A worker
+/// of a sandboxed pool (`sandboxed`) runs no task but its initializer
+/// before it has locked itself down.
+fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed: bool) -> i32 {
+    let mut locked = !sandboxed;
     let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut body = Vec::new();
     let mut out = Vec::new();
@@ -180,8 +184,18 @@ fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
                 count,
                 items,
             }) => (job, target, count, items),
+            Ok(ToWorker::Lock(policy)) => match lock_down(channel, policy, marker) {
+                Ok(()) => {
+                    locked = true;
+                    continue;
+                }
+                Err(code) => return code,
+            },
             Err(e) => return fault(channel, &e.0),
         };
+        if !locked && job != message::INIT_JOB {
+            return fault(channel, &format!("task {job} came before the sandbox's lockdown"));
+        }
         // Only a real runner record is called (see `func::runner`).
         let Some(run) = Runner::find(FunctionId(target.runner), image) else {
             return fault(
@@ -222,6 +236,24 @@ fn serve(channel: &UnixStream, image: &Image, marker: &Marker) -> i32 {
         if sys::fd::send_all(channel, &out).is_err() {
             return 0;
         }
+    }
+}
+
+/// Locks the worker down under the encoded `policy`, and tells the parent
+/// how far; the exit code if it must not serve.
+fn lock_down(channel: &UnixStream, policy: &[u8], marker: &'static Marker) -> Result<(), i32> {
+    let outcome = codec::decode::<Policy>(policy)
+        .map_err(|e| format!("the sandbox policy is malformed: {e}"))
+        .and_then(|policy| sandbox::lockdown::lock_down(&policy, marker));
+    let reply = match &outcome {
+        Ok(summary) => message::text_frame(message::LOCKED, summary),
+        Err(reason) => message::text_frame(message::REJECT, &format!("cannot lock down: {reason}")),
+    };
+    let sent = sys::fd::send_all(channel, &reply);
+    match (outcome, sent) {
+        (Ok(_), Ok(())) => Ok(()),
+        (Ok(_), Err(_)) => Err(0),
+        (Err(_), _) => Err(EXIT_REJECTED),
     }
 }
 

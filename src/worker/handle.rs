@@ -23,6 +23,7 @@ use crate::protocol::message::{self, FromWorker};
 use crate::protocol::{PROTOCOL_VERSION, ProtocolError};
 use crate::sys;
 use crate::sys::shm::Marker;
+use crate::task::panics::shielded;
 use crate::worker::output::{ExitWatch, Output};
 
 /// How long a worker that ended its handshake early may take to exit.
@@ -45,6 +46,9 @@ pub(crate) struct StartConfig {
     pub(crate) max_body: usize,
     /// The data segment cap of each worker, in bytes.
     pub(crate) max_memory: Option<u64>,
+    /// The `LOCK` frame that locks each worker down after its initializer,
+    /// for a sandboxed pool.
+    pub(crate) lock: Option<Vec<u8>>,
 }
 
 impl StartConfig {
@@ -65,6 +69,7 @@ impl StartConfig {
             start_timeout,
             max_body: frame::DEFAULT_MAX_BODY,
             max_memory: None,
+            lock: None,
         })
     }
 }
@@ -160,6 +165,8 @@ pub(crate) struct WorkerProcess {
     /// The panic a job's worker reported before aborting (`panic =
     /// "abort"`), with the job's id.
     aborted: Option<(u64, RemotePanic)>,
+    /// Whether the worker locks itself down (a sandboxed pool).
+    sandboxed: bool,
 }
 
 impl WorkerProcess {
@@ -177,7 +184,8 @@ impl WorkerProcess {
         // `exec`, the standard library starts the worker with
         // `posix_spawn`, whose cost does not grow with the parent's memory
         // as a `fork` does.
-        let env = WorkerEnv::new(0, config.identity, config.max_memory);
+        let mut env = WorkerEnv::new(0, config.identity, config.max_memory);
+        env.sandboxed = config.lock.is_some();
         let mut command = Command::new(&config.program);
         command
             .arg0(&config.args[0])
@@ -222,6 +230,7 @@ impl WorkerProcess {
             max_body: config.max_body,
             marker: None,
             aborted: None,
+            sandboxed: config.lock.is_some(),
         })
     }
 
@@ -340,28 +349,72 @@ impl WorkerProcess {
         Ok(())
     }
 
-    fn read_init(&mut self, frame: &[u8], timeout: Duration) -> Result<(), Error> {
+    /// Sends `frame` (an initializer or a lockdown: `what`) and reads the
+    /// answer's kind, within `timeout`.
+    fn request(&mut self, frame: &[u8], what: &str, timeout: Duration) -> Result<u8, Error> {
         let pid = self.pid;
         let start_error = |reason: String| Error::WorkerStart { pid, reason };
         if self.channel.send(frame).is_err() {
-            return Err(start_error("it died before its initializer ran".into()));
+            return Err(start_error(format!("it died before its {what} ran")));
         }
         let socket = self.reader.get_ref();
         socket.set_read_timeout(Some(timeout)).map_err(Error::spawn)?;
         let read = frame::read_frame(&mut self.reader, &mut self.body, self.max_body);
         let _ = self.reader.get_ref().set_read_timeout(None);
-        let kind = match read {
-            Ok(kind) => kind,
+        match read {
+            Ok(kind) => Ok(kind),
             Err(ReadError::Io(e))
                 if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
             {
-                return Err(start_error(format!(
-                    "its initializer did not finish within the start timeout ({timeout:?}); raise \
-                     PoolBuilder::start_timeout for a slow initializer"
-                )));
+                Err(start_error(format!(
+                    "its {what} did not finish within the start timeout ({timeout:?}); raise \
+                     PoolBuilder::start_timeout for a slow {what}"
+                )))
             }
-            Err(_) => return Err(start_error("it died while running the initializer".into())),
-        };
+            Err(_) => Err(start_error(format!("it died while running its {what}"))),
+        }
+    }
+
+    /// Locks the worker down (a sandboxed pool), after its initializer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerStart`] if the worker refused or failed to lock
+    /// itself down; it is then killed and reaped, after `before_reaping`.
+    pub(crate) fn lock_down(
+        &mut self,
+        frame: &[u8],
+        timeout: Duration,
+        before_reaping: impl FnOnce(),
+    ) -> Result<(), Error> {
+        let pid = self.pid;
+        let outcome = self.request(frame, "lockdown", timeout).and_then(|kind| {
+            match FromWorker::decode(kind, &self.body) {
+                Ok(FromWorker::Locked(summary)) => {
+                    shielded(|| tracing::debug!(pid, summary, "procpool worker locked down"));
+                    Ok(())
+                }
+                Ok(other) => Err(Error::WorkerStart {
+                    pid,
+                    reason: format!("it answered its sandbox's lockdown with {other:?}"),
+                }),
+                Err(e) => Err(Error::WorkerStart {
+                    pid,
+                    reason: format!("its answer to the lockdown is not protocol: {e}"),
+                }),
+            }
+        });
+        if outcome.is_err() {
+            before_reaping();
+            self.kill_and_reap();
+        }
+        outcome
+    }
+
+    fn read_init(&mut self, frame: &[u8], timeout: Duration) -> Result<(), Error> {
+        let pid = self.pid;
+        let start_error = |reason: String| Error::WorkerStart { pid, reason };
+        let kind = self.request(frame, "initializer", timeout)?;
         match FromWorker::decode(kind, &self.body) {
             Ok(FromWorker::Done {
                 job,
@@ -443,6 +496,14 @@ impl WorkerProcess {
                 index: None,
                 panic: panic.clone(),
             }),
+            _ if self.sandboxed && cause.signal() == Some(libc::SIGSYS) => {
+                let refused = self.marker.as_ref().and_then(|m| m.violation(self.pid));
+                Some(Error::SandboxViolation {
+                    index: None,
+                    pid: self.pid,
+                    syscall: crate::sandbox::describe_syscall(refused),
+                })
+            }
             _ => cause.is_stack_overflow().then_some(Error::WorkerDied {
                 index: None,
                 pid: self.pid,

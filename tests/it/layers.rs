@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "error",
     "sys",
+    "sandbox",
     "protocol",
     "func",
     "task",

@@ -87,6 +87,7 @@ impl Rig {
             match frame::read_frame(&mut self.workers[seat], &mut body, DEFAULT_MAX_BODY) {
                 Ok(kind) => match ToWorker::decode(kind, &body).unwrap() {
                     ToWorker::Task { job, count, .. } => sent.push((job, count)),
+                    other => panic!("expected a task, got {other:?}"),
                 },
                 Err(ReadError::Io(e)) if e.kind() == ErrorKind::WouldBlock => return sent,
                 Err(e) => panic!("reading what seat {seat} was sent: {e:?}"),

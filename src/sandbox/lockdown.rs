@@ -1,0 +1,121 @@
+//! The worker's side: lock the process down, in the order of the module
+//! docs. Each step either holds, or (best effort) is skipped and said so;
+//! under [`Enforcement::Strict`] a step that fails refuses the worker.
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope, path_beneath_rules,
+};
+
+use super::report::LANDLOCK_ABI;
+use super::{Enforcement, Policy, filter};
+use crate::sys;
+use crate::sys::shm::Marker;
+
+/// Locks this worker down under `policy`. Returns a summary of what holds,
+/// or why the worker must not serve.
+pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<String, String> {
+    let strict = policy.enforcement == Enforcement::Strict;
+    let mut notes = Vec::new();
+    // The initializer may have left threads that read the environment:
+    // clearing it under them is not safe.
+    match sys::confine::thread_count() {
+        Ok(1) => {
+            // SAFETY: this is the only thread of the process.
+            unsafe { sys::confine::clear_environment() }
+        }
+        Ok(n) => notes.push(format!(
+            "environment kept: the initializer left {n} threads, which could be reading it"
+        )),
+        Err(e) => notes.push(format!("environment kept: cannot count threads: {e}")),
+    }
+    let io = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    let mut step = |what: &str, result: Result<(), String>| -> Result<(), String> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if strict => Err(format!("{what}: {e}")),
+            Err(e) => {
+                notes.push(format!("{what} skipped: {e}"));
+                Ok(())
+            }
+        }
+    };
+    step("no core files", io(sys::confine::limit(libc::RLIMIT_CORE, 0)))?;
+    step(
+        "file-size limit",
+        io(sys::confine::limit(libc::RLIMIT_FSIZE, policy.max_file_size)),
+    )?;
+    step("non-dumpable", io(sys::confine::not_dumpable()))?;
+    step("no_new_privs", io(sys::confine::no_new_privs()))?;
+    let partial = landlock(policy, strict);
+    step("Landlock", partial.as_ref().map(drop).map_err(Clone::clone))?;
+    step(
+        "descriptor limit",
+        io(sys::confine::limit(libc::RLIMIT_NOFILE, policy.max_open_files)),
+    )?;
+    step("SIGSYS handler", io(sys::confine::report_violations(marker)))?;
+    step("system call filter", seccomp(policy))?;
+    if let Ok(Some(note)) = partial {
+        notes.push(note);
+    }
+    if notes.is_empty() {
+        Ok("locked down in full".to_owned())
+    } else {
+        Ok(notes.join("; "))
+    }
+}
+
+/// Applies the Landlock rules; returns a note when they hold only in part.
+fn landlock(policy: &Policy, strict: bool) -> Result<Option<String>, String> {
+    let abi = ABI::V6;
+    const _: () = assert!(LANDLOCK_ABI == 6);
+    let level = match strict {
+        true => CompatLevel::HardRequirement,
+        false => CompatLevel::BestEffort,
+    };
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(level)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| e.to_string())?;
+    if !policy.network {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(|e| e.to_string())?;
+    }
+    let ruleset = ruleset.scope(Scope::from_all(abi)).map_err(|e| e.to_string())?;
+    let status = ruleset
+        .create()
+        .and_then(|r| r.add_rules(path_beneath_rules(program_files(), AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&policy.read, AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&policy.write, AccessFs::from_all(abi))))
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| e.to_string())?;
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => None,
+        RulesetStatus::PartiallyEnforced => Some("Landlock enforced in part (older kernel)".to_owned()),
+        RulesetStatus::NotEnforced => Some("Landlock not enforced (kernel without it)".to_owned()),
+    })
+}
+
+/// The files the program runs from (its executable and shared libraries),
+/// which a backtrace reads for symbols.
+fn program_files() -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut files: Vec<String> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.starts_with('/'))
+        .map(str::to_owned)
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Installs the filters on every thread.
+fn seccomp(policy: &Policy) -> Result<(), String> {
+    for program in filter::programs(policy, std::process::id())? {
+        seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
