@@ -17,6 +17,10 @@ use crate::sys::shm::Marker;
 pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<String, String> {
     let strict = policy.enforcement == Enforcement::Strict;
     let mut notes = Vec::new();
+    // The standard library reads RUST_BACKTRACE once, on the first
+    // capture, and keeps the answer: ask now, before the environment goes,
+    // so that panics still carry backtraces.
+    drop(std::backtrace::Backtrace::capture());
     // The initializer may have left threads that read the environment:
     // clearing it under them is not safe.
     match sys::confine::thread_count() {

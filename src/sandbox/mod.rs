@@ -96,6 +96,11 @@ pub enum SyscallRule {
     Errno(i32),
     /// The call stops the worker: [`Error::SandboxViolation`](crate::Error::SandboxViolation).
     Refused,
+    /// The kernel runs the call without consulting the filter: `uretprobe`
+    /// and `uprobe` (Linux 6.13 and later, x86_64), the return paths of
+    /// user-space probes. Outside a probe, `uretprobe` ends the worker
+    /// with SIGILL and `uprobe` fails with ENXIO.
+    Unfiltered,
 }
 
 /// The policy as it crosses to the worker.

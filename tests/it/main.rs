@@ -34,6 +34,7 @@ mod s4_apply_async;
 mod s5_async_result;
 mod s6_callbacks;
 mod s7_output;
+mod sandbox;
 mod seat_recovery;
 mod sent_ahead;
 mod stack_overflow;
