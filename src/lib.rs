@@ -52,6 +52,7 @@
 //! | `Pool(maxtasksperchild=n)` | [`Pool::builder().max_tasks_per_child(n)`](PoolBuilder::max_tasks_per_child) (counts tasks, not chunks) |
 //! | (none: a hung task hangs) | [`pool.with_timeout(d)`](Pool::with_timeout), [`res.cancel()`](AsyncResult::cancel), [`max_memory_per_worker`](PoolBuilder::max_memory_per_worker), [`with_retries`](Pool::with_retries) |
 //! | `if __name__ == '__main__':` | nothing: workers never run `main` |
+//! | (none: a parser exploit runs with all of the program's rights) | [`Pool::builder().sandbox(Sandbox::strict())`](PoolBuilder::sandbox): see [`sandbox`] |
 //!
 //! # Task functions
 //!

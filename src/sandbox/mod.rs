@@ -19,7 +19,7 @@
 //!    (`execve`) or a process (`fork`, `clone` but for threads), traces,
 //!    signals another process, mounts or enters a namespace. A refused call
 //!    never runs: the worker is stopped with SIGSYS, its task fails with
-//!    [`Error::SandboxViolation`](crate::Error::SandboxViolation) naming the
+//!    [`Error::SandboxViolation`] naming the
 //!    call, and the pool replaces the worker. Where Landlock refuses (a
 //!    file), the task sees the ordinary `io::Error` (EACCES).
 //!
@@ -94,7 +94,7 @@ pub enum SyscallRule {
     /// The call fails with this error number (`clone3`: ENOSYS, so that
     /// glibc falls back to `clone`, whose flags the filter can check).
     Errno(i32),
-    /// The call stops the worker: [`Error::SandboxViolation`](crate::Error::SandboxViolation).
+    /// The call stops the worker: [`Error::SandboxViolation`].
     Refused,
     /// The kernel runs the call without consulting the filter: `uretprobe`
     /// and `uprobe` (Linux 6.13 and later, x86_64), the return paths of
