@@ -4,6 +4,7 @@
 //! (`boot`) and its main loop ([`child`]).
 
 mod boot;
+mod bring_up;
 pub(crate) mod child;
 pub(crate) mod handle;
 pub(crate) mod output;
