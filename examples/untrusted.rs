@@ -52,7 +52,7 @@ fn parse(doc: Document) -> Result<usize, String> {
     }
 }
 
-fn main() -> Result<(), Error> {
+fn main() -> Result<std::process::ExitCode, Error> {
     println!("What this machine's kernel enforces:\n{}\n", Sandbox::probe());
     let pool = Pool::builder()
         .processes(2)
@@ -71,13 +71,23 @@ fn main() -> Result<(), Error> {
         body: body.into(),
     });
     let outcomes = pool.imap(parse, docs.clone())?;
+    let mut escaped = 0;
     for (doc, outcome) in docs.iter().zip(outcomes) {
         match outcome {
             Ok(Ok(words)) => println!("{:<12} parsed: {words} words", doc.name),
-            Ok(Err(what)) => println!("{:<12} refused inside the task: {what}", doc.name),
+            Ok(Err(what)) if what.starts_with("could not") || what.contains("Err(") => {
+                println!("{:<12} refused inside the task: {what}", doc.name)
+            }
+            Ok(Err(what)) => {
+                println!("{:<12} ESCAPED THE SANDBOX: {what}", doc.name);
+                escaped += 1;
+            }
             Err(e) => println!("{:<12} stopped: {e}", doc.name),
         }
     }
     println!("\nThe pool goes on: {:?}", pool.apply(parse, docs[0].clone())?);
-    Ok(())
+    Ok(match escaped {
+        0 => std::process::ExitCode::SUCCESS,
+        _ => std::process::ExitCode::FAILURE,
+    })
 }

@@ -17,7 +17,6 @@ use crate::pool::shared::Options;
 use crate::pool::shared::Shared;
 use crate::pool::supervisor;
 use crate::protocol::frame::DEFAULT_MAX_BODY;
-use crate::protocol::{codec, message};
 use crate::sandbox::Sandbox;
 use crate::task::{Init, InitResult};
 use crate::worker::handle::StartConfig;
@@ -325,9 +324,7 @@ impl PoolBuilder {
         start.max_memory = self.limits.max_memory;
         if let Some(sandbox) = &self.sandbox {
             sandbox.check()?;
-            let mut policy = Vec::new();
-            codec::encode(sandbox.policy(), &mut policy).map_err(Error::InvalidArgument)?;
-            start.lock = Some(message::bytes_frame(message::LOCK, &policy));
+            start.sandbox = Some(std::sync::Arc::new(sandbox.policy().clone()));
         }
         let options = Options {
             start,

@@ -340,8 +340,8 @@ fn admit(shared: &Shared, seat: usize, spawned: BringUp) -> BringUp {
     if let (Ok(()), Some(init)) = (&started, &shared.init) {
         started = worker.initialize(init, shared.start.start_timeout, || shared.worker_gone(seat));
     }
-    if let (Ok(()), Some(lock)) = (&started, &shared.start.lock) {
-        started = worker.lock_down(lock, shared.start.start_timeout, || shared.worker_gone(seat));
+    if let (Ok(()), Some(policy)) = (&started, &shared.start.sandbox) {
+        started = worker.lock_down(policy, shared.start.start_timeout, || shared.worker_gone(seat));
     }
     if let Err(e) = started {
         return match shared.lifecycle().replaces_workers() {

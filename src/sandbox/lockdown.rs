@@ -7,10 +7,17 @@ use landlock::{
     RulesetStatus, Scope, path_beneath_rules,
 };
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
 use super::report::LANDLOCK_ABI;
 use super::{Enforcement, Policy, filter};
 use crate::sys;
 use crate::sys::shm::Marker;
+
+/// This worker's scratch directory, once made.
+pub(super) static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
 /// Locks this worker down under `policy`. Returns a summary of what holds,
 /// or why the worker must not serve.
@@ -21,12 +28,27 @@ pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<Stri
     // capture, and keeps the answer: ask now, before the environment goes,
     // so that panics still carry backtraces.
     drop(std::backtrace::Backtrace::capture());
+    let scratch = match &policy.scratch {
+        Some(dir) => {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot make the scratch directory {}: {e}", dir.display()))?;
+            let _ = SCRATCH.set(dir.clone());
+            Some(dir)
+        }
+        None => None,
+    };
     // The initializer may have left threads that read the environment:
     // clearing it under them is not safe.
     match sys::confine::thread_count() {
         Ok(1) => {
             // SAFETY: this is the only thread of the process.
-            unsafe { sys::confine::clear_environment() }
+            unsafe { sys::confine::clear_environment() };
+            if let Some(dir) = scratch {
+                // SAFETY: as above.
+                unsafe { std::env::set_var("TMPDIR", dir) };
+            }
         }
         Ok(n) => notes.push(format!(
             "environment kept: the initializer left {n} threads, which could be reading it"
@@ -45,6 +67,10 @@ pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<Stri
         }
     };
     step("no core files", io(sys::confine::limit(libc::RLIMIT_CORE, 0)))?;
+    step(
+        "EFBIG past the file-size limit",
+        io(sys::confine::ignore_file_size_signal()),
+    )?;
     step(
         "file-size limit",
         io(sys::confine::limit(libc::RLIMIT_FSIZE, policy.max_file_size)),
@@ -92,6 +118,7 @@ fn landlock(policy: &Policy, strict: bool) -> Result<Option<String>, String> {
         .and_then(|r| r.add_rules(path_beneath_rules(program_files(), AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(&policy.read, AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(&policy.write, AccessFs::from_all(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&policy.scratch, AccessFs::from_all(abi))))
         .and_then(|r| r.restrict_self())
         .map_err(|e| e.to_string())?;
     Ok(match status.ruleset {

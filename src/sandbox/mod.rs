@@ -70,6 +70,19 @@ pub(crate) fn describe_syscall(nr: Option<u32>) -> String {
     }
 }
 
+/// The private scratch directory of this worker, in a task of a pool
+/// whose sandbox has [`Sandbox::scratch`]; `None` elsewhere.
+///
+/// # Examples
+///
+/// ```
+/// // Not in a sandboxed worker:
+/// assert!(procpool::sandbox::scratch_dir().is_none());
+/// ```
+pub fn scratch_dir() -> Option<&'static Path> {
+    lockdown::SCRATCH.get().map(PathBuf::as_path)
+}
+
 /// How a sandbox copes with a kernel that cannot enforce all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -114,6 +127,10 @@ pub(crate) struct Policy {
     pub(crate) syscalls: Vec<i64>,
     pub(crate) max_file_size: u64,
     pub(crate) max_open_files: u64,
+    /// Where workers make their scratch directories (`Sandbox::scratch`).
+    pub(crate) scratch_base: Option<PathBuf>,
+    /// This worker's scratch directory, named by the parent.
+    pub(crate) scratch: Option<PathBuf>,
 }
 
 impl Default for Policy {
@@ -127,6 +144,8 @@ impl Default for Policy {
             syscalls: Vec::new(),
             max_file_size: 1 << 30,
             max_open_files: 64,
+            scratch_base: None,
+            scratch: None,
         }
     }
 }
@@ -260,6 +279,32 @@ impl Sandbox {
                 None => self.unknown.push(name.as_ref().to_owned()),
             }
         }
+        self
+    }
+
+    /// Gives each worker a private, empty directory that its tasks may
+    /// write, made at its lockdown in the system's temporary directory
+    /// (`$TMPDIR` of the parent, or `/tmp`) and removed when the worker
+    /// ends. Tasks find it with [`scratch_dir`], and as
+    /// `std::env::temp_dir()`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use procpool::{Pool, Sandbox};
+    ///
+    /// fn convert(data: Vec<u8>) -> std::io::Result<usize> {
+    ///     let dir = procpool::sandbox::scratch_dir().expect("a scratch directory");
+    ///     std::fs::write(dir.join("page.tmp"), &data)?;
+    ///     Ok(std::fs::read(dir.join("page.tmp"))?.len())
+    /// }
+    ///
+    /// let pool = Pool::builder().sandbox(Sandbox::strict().scratch()).build()?;
+    /// assert_eq!(pool.apply(convert, vec![1, 2, 3])?.unwrap(), 3);
+    /// # Ok::<(), procpool::Error>(())
+    /// ```
+    pub fn scratch(mut self) -> Self {
+        self.policy.scratch_base = Some(std::env::temp_dir());
         self
     }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::handle::{StartConfig, WorkerProcess};
 use crate::error::Error;
-use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::{self, FromWorker};
+use crate::protocol::{PROTOCOL_VERSION, codec};
+use crate::sandbox::Policy;
 use crate::sys;
 use crate::sys::shm::Marker;
 use crate::task::panics::shielded;
@@ -174,12 +175,26 @@ impl WorkerProcess {
     /// itself down; it is then killed and reaped, after `before_reaping`.
     pub(crate) fn lock_down(
         &mut self,
-        frame: &[u8],
+        policy: &Policy,
         timeout: Duration,
         before_reaping: impl FnOnce(),
     ) -> Result<(), Error> {
         let pid = self.pid;
-        let outcome = self.request(frame, "lockdown", timeout).and_then(|kind| {
+        // The parent names the scratch directory, so that it removes only
+        // what it named, whatever the worker says.
+        let mut policy = policy.clone();
+        if let Some(base) = &policy.scratch_base {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = base.join(format!("procpool-scratch-{pid}-{nanos:x}"));
+            policy.scratch = Some(dir.clone());
+            self.scratch = Some(dir);
+        }
+        let mut body = Vec::new();
+        codec::encode(&policy, &mut body).map_err(Error::InvalidArgument)?;
+        let frame = message::bytes_frame(message::LOCK, &body);
+        let outcome = self.request(&frame, "lockdown", timeout).and_then(|kind| {
             match FromWorker::decode(kind, &self.body) {
                 Ok(FromWorker::Locked(summary)) => {
                     shielded(|| tracing::debug!(pid, summary, "procpool worker locked down"));

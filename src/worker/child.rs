@@ -284,3 +284,41 @@ fn flush_output() {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::message::Target;
+
+    /// Sends one task for job 1 to `serve`, and returns its exit code and
+    /// what it answered.
+    fn serve_one_task(sandboxed: bool) -> (i32, String) {
+        let (parent, worker) = UnixStream::pair().unwrap();
+        let marker: &'static Marker = Box::leak(Box::new(Marker::create().unwrap().0));
+        let target = Target {
+            runner: 0,
+            func: 0,
+            signature: 0,
+        };
+        let mut task = Vec::new();
+        message::start_task(&mut task);
+        message::finish_task(&mut task, 1, target, 0, DEFAULT_MAX_BODY).unwrap();
+        (&parent).write_all(&task).unwrap();
+        let code = serve(&worker, Image::current().unwrap(), marker, sandboxed);
+        let mut body = Vec::new();
+        let kind = frame::read_frame(&mut &parent, &mut body, DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(kind, message::FAULT);
+        (code, String::from_utf8(body).unwrap())
+    }
+
+    #[test]
+    fn a_sandboxed_worker_runs_no_task_before_its_lockdown() {
+        let (code, fault) = serve_one_task(true);
+        assert_eq!(code, EXIT_PROTOCOL);
+        assert!(fault.contains("before the sandbox's lockdown"), "{fault}");
+        // The control: without a sandbox, the same task gets as far as its
+        // runner (which is no runner at all).
+        let (_, fault) = serve_one_task(false);
+        assert!(fault.contains("names no task runner"), "{fault}");
+    }
+}

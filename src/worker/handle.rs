@@ -21,8 +21,10 @@ use crate::func::{Identity, Image};
 use crate::protocol::ProtocolError;
 use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::{self, FromWorker};
+use crate::sandbox::Policy;
 use crate::sys;
 use crate::sys::shm::Marker;
+use crate::task::panics::shielded;
 use crate::worker::output::{ExitWatch, Output};
 
 /// What every worker of a pool is started with.
@@ -42,9 +44,9 @@ pub(crate) struct StartConfig {
     pub(crate) max_body: usize,
     /// The data segment cap of each worker, in bytes.
     pub(crate) max_memory: Option<u64>,
-    /// The `LOCK` frame that locks each worker down after its initializer,
-    /// for a sandboxed pool.
-    pub(crate) lock: Option<Vec<u8>>,
+    /// The sandbox each worker locks itself down with after its
+    /// initializer, for a sandboxed pool.
+    pub(crate) sandbox: Option<Arc<Policy>>,
 }
 
 impl StartConfig {
@@ -65,7 +67,7 @@ impl StartConfig {
             start_timeout,
             max_body: frame::DEFAULT_MAX_BODY,
             max_memory: None,
-            lock: None,
+            sandbox: None,
         })
     }
 }
@@ -156,6 +158,9 @@ pub(crate) struct WorkerProcess {
     pub(super) aborted: Option<(u64, RemotePanic)>,
     /// Whether the worker locks itself down (a sandboxed pool).
     pub(super) sandboxed: bool,
+    /// Its private scratch directory (`Sandbox::scratch`), removed when
+    /// it is reaped.
+    pub(super) scratch: Option<PathBuf>,
 }
 
 impl WorkerProcess {
@@ -174,7 +179,7 @@ impl WorkerProcess {
         // `posix_spawn`, whose cost does not grow with the parent's memory
         // as a `fork` does.
         let mut env = WorkerEnv::new(0, config.identity, config.max_memory);
-        env.sandboxed = config.lock.is_some();
+        env.sandboxed = config.sandbox.is_some();
         let mut command = Command::new(&config.program);
         command
             .arg0(&config.args[0])
@@ -219,7 +224,8 @@ impl WorkerProcess {
             max_body: config.max_body,
             marker: None,
             aborted: None,
-            sandboxed: config.lock.is_some(),
+            sandboxed: config.sandbox.is_some(),
+            scratch: None,
         })
     }
 
@@ -312,6 +318,19 @@ impl WorkerProcess {
         self.output.clone()
     }
 
+    /// Removes the worker's scratch directory, once it is gone.
+    fn remove_scratch(&mut self) {
+        if let Some(dir) = self.scratch.take()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            let pid = self.pid;
+            shielded(
+                || tracing::warn!(pid, dir = %dir.display(), %e, "procpool could not remove a worker's scratch directory"),
+            );
+        }
+    }
+
     /// Kills the worker (if it still runs) and reaps it.
     pub(crate) fn kill_and_reap(&mut self) -> ExitCause {
         self.channel.cut();
@@ -320,6 +339,7 @@ impl WorkerProcess {
                 let _ = child.kill();
                 let cause = cause_of(child.wait(), self.overflowed());
                 self.output.finish();
+                self.remove_scratch();
                 cause
             }
             None => ExitCause::Unknown,
@@ -332,6 +352,7 @@ impl WorkerProcess {
             Some(mut child) => {
                 let cause = cause_of(child.wait(), self.overflowed());
                 self.output.finish();
+                self.remove_scratch();
                 cause
             }
             None => ExitCause::Unknown,
@@ -348,6 +369,7 @@ impl WorkerProcess {
                     Ok(Some(status)) => {
                         self.child = None;
                         self.output.finish();
+                        self.remove_scratch();
                         return cause_of(Ok(status), self.overflowed());
                     }
                     Ok(None) => std::thread::sleep(Duration::from_millis(2)),

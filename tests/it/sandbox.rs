@@ -551,3 +551,126 @@ fn child_without_landlock() {
     assert_refused(&err, "socket");
     assert_eq!(pool.apply(|x: u8| x + 1, 1).unwrap(), 2);
 }
+
+#[test]
+fn the_worker_is_locked_down_as_documented() {
+    let pool = sandboxed(1, Sandbox::strict().max_file_size(1 << 20).max_open_files(32));
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct State {
+        fds: Vec<i32>,
+        dumpable: i32,
+        no_new_privs: i32,
+        seccomp: i32,
+        limits: [u64; 3],
+        environment: usize,
+    }
+    fn state(_: ()) -> State {
+        let limit = |resource| {
+            // SAFETY: `getrlimit` writes one `rlimit` into ours.
+            unsafe {
+                let mut l: libc::rlimit = std::mem::zeroed();
+                libc::getrlimit(resource, &mut l);
+                l.rlim_cur
+            }
+        };
+        // SAFETY: `fcntl(F_GETFD)` and `prctl` reads, integer arguments.
+        unsafe {
+            State {
+                fds: (0..1024)
+                    .filter(|&fd| libc::fcntl(fd, libc::F_GETFD) >= 0)
+                    .collect(),
+                dumpable: libc::prctl(libc::PR_GET_DUMPABLE),
+                no_new_privs: libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
+                seccomp: libc::prctl(libc::PR_GET_SECCOMP),
+                limits: [
+                    limit(libc::RLIMIT_CORE),
+                    limit(libc::RLIMIT_FSIZE),
+                    limit(libc::RLIMIT_NOFILE),
+                ],
+                environment: std::env::vars_os().count(),
+            }
+        }
+    }
+    let expected = State {
+        // /dev/null, the two output pipes, the channel: nothing else.
+        fds: vec![0, 1, 2, 3],
+        dumpable: 0,
+        no_new_privs: 1,
+        seccomp: 2,
+        limits: [0, 1 << 20, 32],
+        environment: 0,
+    };
+    assert_eq!(pool.apply(state, ()).unwrap(), expected);
+}
+
+#[test]
+fn a_write_past_the_file_size_limit_fails_with_efbig() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sandboxed(1, Sandbox::strict().allow_write(dir.path()).max_file_size(1000));
+    fn write(path: String) -> Option<i32> {
+        std::fs::write(path, vec![7u8; 2000]).err()?.raw_os_error()
+    }
+    let big = dir.path().join("big").display().to_string();
+    assert_eq!(pool.apply(write, big).unwrap(), Some(libc::EFBIG));
+    assert_all_serve(&pool, 1);
+}
+
+#[test]
+fn each_worker_gets_a_private_scratch_directory_removed_when_it_ends() {
+    let pool = sandboxed(2, Sandbox::strict().scratch());
+    fn use_scratch(i: u32) -> (String, bool, Option<i32>) {
+        let dir = procpool::sandbox::scratch_dir().expect("a scratch directory");
+        std::fs::write(dir.join(format!("page-{i}")), "x").unwrap();
+        // Next to it, in the shared temporary directory: refused.
+        let beside = dir.parent().unwrap().join(format!("procpool-escape-{i}"));
+        let escape = std::fs::write(&beside, "x").err().and_then(|e| e.raw_os_error());
+        (dir.display().to_string(), std::env::temp_dir() == dir, escape)
+    }
+    let used = pool.with_chunksize(1).map(use_scratch, 0..8).unwrap();
+    let mut dirs: Vec<_> = used.iter().map(|(dir, _, _)| dir.clone()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for (dir, is_temp_dir, escape) in &used {
+        assert!(is_temp_dir, "{dir}");
+        assert_eq!(*escape, Some(libc::EACCES));
+        assert!(std::path::Path::new(dir).is_dir(), "{dir}");
+    }
+    drop(pool);
+    for dir in dirs {
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} outlived its worker");
+    }
+}
+
+#[test]
+fn a_cancelled_task_ends_alone_in_a_sandboxed_pool() {
+    // Queued or running when cancelled, it ends as `Cancelled` either way.
+    let pool = sandboxed(1, Sandbox::strict());
+    let slow = pool
+        .apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 60_000)
+        .unwrap();
+    slow.cancel();
+    assert!(matches!(slow.get(), Err(Error::Cancelled)));
+    assert_all_serve(&pool, 1);
+}
+
+#[test]
+fn what_a_sandboxed_task_prints_reaches_the_parents_output() {
+    let out = run_child_test("sandbox::child_prints", &[]);
+    assert_child_passed(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("printed inside the sandbox: 41"), "{stdout}");
+    assert!(stderr.contains("and on stderr: 41"), "{stderr}");
+}
+
+#[test]
+#[ignore = "run by what_a_sandboxed_task_prints_reaches_the_parents_output"]
+fn child_prints() {
+    let pool = sandboxed(1, Sandbox::strict());
+    fn shout(x: u32) -> u32 {
+        println!("printed inside the sandbox: {x}");
+        eprintln!("and on stderr: {x}");
+        x + 1
+    }
+    assert_eq!(pool.apply(shout, 41).unwrap(), 42);
+}
