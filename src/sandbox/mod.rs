@@ -293,10 +293,11 @@ impl Sandbox {
     /// ```no_run
     /// use procpool::{Pool, Sandbox};
     ///
-    /// fn convert(data: Vec<u8>) -> std::io::Result<usize> {
-    ///     let dir = procpool::sandbox::scratch_dir().expect("a scratch directory");
-    ///     std::fs::write(dir.join("page.tmp"), &data)?;
-    ///     Ok(std::fs::read(dir.join("page.tmp"))?.len())
+    /// fn convert(data: Vec<u8>) -> Result<usize, String> {
+    ///     let dir = procpool::sandbox::scratch_dir().ok_or("no scratch directory")?;
+    ///     let page = dir.join("page.tmp");
+    ///     std::fs::write(&page, &data).map_err(|e| e.to_string())?;
+    ///     Ok(std::fs::read(&page).map_err(|e| e.to_string())?.len())
     /// }
     ///
     /// let pool = Pool::builder().sandbox(Sandbox::strict().scratch()).build()?;
