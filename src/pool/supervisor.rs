@@ -279,13 +279,43 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
                 // panic under `panic = "abort"`) would happen again: the
                 // job's outcome, not a death to retry.
                 _ => match worker.last_words(running.ticket.id, cause, running.ticket.attempt) {
-                    Some(error) => error,
+                    Some(error) => match worker.failed_item() {
+                        Some(item) if item < running.ticket.meta.count && running.ticket.meta.count > 1 => {
+                            return fail_one_item(shared, running, item, error, (pid, cause));
+                        }
+                        _ => error,
+                    },
                     None => return died(shared, running, pid, cause),
                 },
             }
         }
     };
     running.ticket.complete(ChunkOutcome::Failed(error));
+}
+
+/// Item `item` of the chunk `running` killed its worker in a way that would
+/// happen again (`error`); `death` is the worker's pid and how it ended.
+/// That item fails alone: the items after it never ran and run elsewhere;
+/// the items before it ran, but their results died with the worker, so
+/// they are handled as a death (run again if the call has retries left,
+/// else [`Error::WorkerDied`]).
+fn fail_one_item(shared: &Shared, running: Running, item: u32, error: Error, death: (u32, ExitCause)) {
+    let mut job = running.into_job();
+    let mut before = None;
+    if item > 0 {
+        let (head, rest) = job.split(item, shared.next_job_id(), shared.pending.token());
+        before = Some(head);
+        job = rest;
+    }
+    if job.ticket.meta.count > 1 {
+        let (one, after) = job.split(1, shared.next_job_id(), shared.pending.token());
+        shared.requeue(std::iter::once(after));
+        job = one;
+    }
+    job.fail(error);
+    if let Some(head) = before {
+        died(shared, Running::from(head), death.0, death.1);
+    }
 }
 
 /// The worker running `running` died: run it again if it may be retried,

@@ -205,6 +205,8 @@ pub(crate) struct Results<'a> {
     job: u64,
     /// Results in `buf`.
     held: u32,
+    /// Results already sent in parts.
+    sent: u32,
     send: &'a mut dyn FnMut(&[u8]),
 }
 
@@ -216,6 +218,7 @@ impl<'a> Results<'a> {
             buf,
             job,
             held: 0,
+            sent: 0,
             send,
         }
     }
@@ -239,6 +242,11 @@ impl<'a> Results<'a> {
         }
     }
 
+    /// How many results went out in parts.
+    pub(crate) fn sent(&self) -> u32 {
+        self.sent
+    }
+
     /// How many results the `DONE` frame holds.
     pub(crate) fn held(&self) -> u32 {
         self.held
@@ -248,6 +256,7 @@ impl<'a> Results<'a> {
         fill_done(self.buf, self.job, self.held, Timing::default());
         frame::finish(self.buf, PART, usize::MAX).expect("a part is below the limit");
         (self.send)(self.buf);
+        self.sent += self.held;
         self.buf.clear();
         start_done(self.buf);
         self.held = 0;

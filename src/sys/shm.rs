@@ -9,9 +9,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const PAGE: usize = 4096;
+
+/// Which item of the running job is being run, counted from the first
+/// result not yet sent to the parent (`u32::MAX`: none). Process-local: the
+/// runner stores it for each item, and a handler that records a death
+/// (a stack overflow, a refused system call) copies it to the marker page,
+/// so that the parent can fail that item alone.
+pub(crate) static RUNNING_ITEM: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// What the page holds, at its start.
 #[repr(C)]
@@ -25,6 +32,9 @@ struct Page {
     /// in the high half, and the number of the system call it refused,
     /// plus one, in the low half (0: none).
     violation: AtomicU64,
+    /// [`RUNNING_ITEM`] plus one when the worker recorded its death (0:
+    /// not known).
+    item: AtomicU64,
 }
 
 /// A shared page holding the id of the job the worker last started, and
@@ -107,6 +117,7 @@ impl Marker {
     /// Records that process `pid` is dying of a stack overflow. One store
     /// to a lock-free atomic: safe in a signal handler.
     pub(crate) fn set_stack_overflow(&self, pid: u32) {
+        self.record_item();
         self.page().overflowed.store(u64::from(pid), Ordering::Release);
     }
 
@@ -121,8 +132,23 @@ impl Marker {
     /// system call `syscall`. One store to a lock-free atomic: safe in a
     /// signal handler.
     pub(crate) fn set_violation(&self, pid: u32, syscall: u32) {
+        self.record_item();
         let packed = (u64::from(pid) << 32) | u64::from(syscall.wrapping_add(1));
         self.page().violation.store(packed, Ordering::Release);
+    }
+
+    /// Copies [`RUNNING_ITEM`] to the page. One load and one store.
+    fn record_item(&self) {
+        let item = RUNNING_ITEM.load(Ordering::Relaxed);
+        let recorded = if item == u32::MAX { 0 } else { u64::from(item) + 1 };
+        self.page().item.store(recorded, Ordering::Release);
+    }
+
+    /// The item that was running when the worker recorded its death, if
+    /// it was running one (see [`RUNNING_ITEM`]).
+    pub(crate) fn failed_item(&self) -> Option<u32> {
+        let item = self.page().item.load(Ordering::Acquire);
+        (item != 0).then(|| (item - 1) as u32)
     }
 
     /// The system call the sandbox refused to process `pid`, if it said so.
@@ -167,6 +193,11 @@ mod tests {
         assert_eq!(parent.violation(8), None);
         worker.set_violation(9, 41);
         assert_eq!(parent.violation(9), Some(41));
+        assert_eq!(parent.failed_item(), None, "no item was running");
+        RUNNING_ITEM.store(5, Ordering::Relaxed);
+        worker.set_violation(9, 41);
+        assert_eq!(parent.failed_item(), Some(5));
+        RUNNING_ITEM.store(u32::MAX, Ordering::Relaxed);
         assert_eq!(parent.get(), 42);
     }
 }

@@ -1,5 +1,6 @@
 //! The chunk runner: what a `TASK` frame's runner record points at.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Kernel, panics};
@@ -9,6 +10,7 @@ use crate::protocol::ProtocolError;
 use crate::protocol::codec;
 use crate::protocol::items::{self, ARG_HOLE, ARG_VALUE, Items, PushError};
 use crate::protocol::message::{MAX_RESULT_ITEM, Results, Target, Timing};
+use crate::sys::shm::RUNNING_ITEM;
 
 /// Runs `K` on every item of `items`, appending one result item per item,
 /// in batches: decode a batch of arguments, run the task on each, encode
@@ -64,11 +66,18 @@ pub(crate) fn run_chunk<K: Kernel + ?Sized>(
             return Ok((count, timing));
         }
         let decoded = Instant::now();
-        values.extend(args.drain(..).map(|arg| match arg {
-            Some(Ok(input)) => Ran::Value(panics::catching(|| K::call(func, input))),
+        // The items' positions among the results not yet sent, for a death
+        // that names its item (see `RUNNING_ITEM`).
+        let first = count - out.sent();
+        values.extend(args.drain(..).enumerate().map(|(i, arg)| match arg {
+            Some(Ok(input)) => {
+                RUNNING_ITEM.store(first + i as u32, Ordering::Relaxed);
+                Ran::Value(panics::catching(|| K::call(func, input)))
+            }
             Some(Err(message)) => Ran::BadArgument(message),
             None => Ran::Hole,
         }));
+        RUNNING_ITEM.store(u32::MAX, Ordering::Relaxed);
         let ran = Instant::now();
         count += values.len() as u32;
         for value in values.drain(..) {

@@ -306,6 +306,14 @@ impl WorkerProcess {
         }
     }
 
+    /// The item of its job that was running when the worker recorded its
+    /// death in [`last_words`](Self::last_words) (a stack overflow, a
+    /// refused system call), counted from its first result not yet
+    /// delivered; `None` when it did not say.
+    pub(crate) fn failed_item(&self) -> Option<u32> {
+        self.marker.as_ref().and_then(Marker::failed_item)
+    }
+
     /// Whether the worker's signal handler saw a fault hit its stack's
     /// guard (see `sys::signal`).
     fn overflowed(&self) -> bool {

@@ -674,3 +674,38 @@ fn child_prints() {
     }
     assert_eq!(pool.apply(shout, 41).unwrap(), 42);
 }
+
+/// A violation in the middle of a chunk fails that item alone: the items
+/// after it run elsewhere; those before it ran, but their results died with
+/// the worker, so they fail as a death, or run again with retries.
+#[test]
+fn a_violation_in_the_middle_of_a_chunk_fails_only_its_item() {
+    let pool = sandboxed(1, Sandbox::strict());
+    fn item(i: u32) -> u32 {
+        if i == 3 {
+            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
+        }
+        i * 10
+    }
+    let outcomes: Vec<_> = pool.with_chunksize(6).imap(item, 0..8).unwrap().collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (0..=2, Err(e)) => {
+                assert!(e.is_worker_died() && e.index() == Some(i), "{i}: {e:?}");
+            }
+            (3, Err(e)) => {
+                assert_refused(e, "socket");
+                assert_eq!(e.index(), Some(3));
+            }
+            (4.., Ok(v)) => assert_eq!(*v, i as u32 * 10),
+            _ => panic!("item {i}: {outcome:?}"),
+        }
+    }
+    let outcomes: Vec<_> = pool.with_chunksize(6).with_retries(1).imap(item, 0..8).unwrap().collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            3 => assert_refused(outcome.as_ref().unwrap_err(), "socket"),
+            _ => assert_eq!(outcome.as_ref().unwrap(), &(i as u32 * 10), "{i}"),
+        }
+    }
+}

@@ -93,6 +93,18 @@ pub(crate) struct Running {
     len: usize,
 }
 
+impl From<Job> for Running {
+    /// A job that ran (part of a chunk split after its worker died), as
+    /// [`Running::retry`] and the supervisor's death handling take it.
+    fn from(job: Job) -> Running {
+        Running {
+            len: job.frame.len(),
+            frame: Arc::new(job.frame),
+            ticket: job.ticket,
+        }
+    }
+}
+
 impl Running {
     /// The job again, for another attempt, if it may have one.
     pub(crate) fn retry(self) -> Result<Job, Ticket> {
@@ -106,6 +118,11 @@ impl Running {
 
     /// The job as it was, to run again without counting an attempt: it
     /// never started, or the pool killed it by mistake.
+    /// The job, to split or fail (see `supervisor::fail_one_item`).
+    pub(crate) fn into_job(self) -> Job {
+        self.unstarted()
+    }
+
     fn unstarted(self) -> Job {
         Job {
             frame: Arc::try_unwrap(self.frame).unwrap_or_else(|shared| (*shared).clone()),
