@@ -24,6 +24,10 @@
 //!   runs first, while this process is small);
 //! * (f) `map` over 16 MiB buffers, GB/s ([`payload`]).
 //!
+//! (a), (c) and (e) also run a sandboxed pool (`Sandbox::strict()`) beside
+//! the unsandboxed one, and report sandboxed ÷ unsandboxed in sections of
+//! their own ([`sandboxed`]); (e) times it until `build` returns.
+//!
 //! Every side's results are checked against the expected values; a wrong
 //! one stops the run with an error and a non-zero exit status. Each
 //! workload runs every side in the same run, repetitions interleaved where
@@ -52,6 +56,8 @@ mod python;
 mod raw;
 #[path = "peers/report.rs"]
 mod report;
+#[path = "peers/sandboxed.rs"]
+mod sandboxed;
 #[path = "peers/startup.rs"]
 mod startup;
 #[path = "peers/tasks.rs"]

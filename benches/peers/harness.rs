@@ -152,6 +152,12 @@ impl Sample {
     }
 }
 
+impl Extend<f64> for Sample {
+    fn extend<I: IntoIterator<Item = f64>>(&mut self, values: I) {
+        self.values.extend(values);
+    }
+}
+
 impl From<Vec<f64>> for Sample {
     fn from(values: Vec<f64>) -> Sample {
         Sample { values }

@@ -9,36 +9,48 @@ use crate::harness::{Fallible, Opts, Sample, WORKERS, call_us, check_eq, median,
 use crate::python;
 use crate::raw::RawPeer;
 use crate::report::{Better, Section, Target};
+use crate::sandboxed;
 use crate::tasks::inc;
+
+/// One checked `pool.apply(inc, i)` on the unsandboxed pool and one on
+/// the sandboxed pool (if any), in turn; their latencies in µs.
+fn apply_us(pools: (&Pool, Option<&Pool>), i: u64) -> Fallible<(f64, Option<f64>)> {
+    sandboxed::in_turn(i, pools.0, pools.1, |pool, what| {
+        call_us(|| check_eq(what, pool.apply(inc, i)?, inc(i)))
+    })
+}
 
 /// (a) median µs per sequential call, each repetition's median of its
 /// calls; peers: the raw socketpair ping-pong (the limit), Python's
 /// `Pool.apply`, procspawn's `Pool::spawn(..).join()`. The sides in this
 /// process take turns call by call, so that a busy moment of the machine
-/// falls on all of them alike.
+/// falls on all of them alike. The sandboxed pool takes its turn too, and
+/// is compared with the unsandboxed one in a section of its own.
 pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
     let reps = opts.pick(1, 5, 11);
     let calls: u64 = opts.pick(20, 1_000, 5_000);
     let spawn_calls: u64 = opts.pick(5, 200, 1_000);
 
     let pool = Pool::new(WORKERS)?;
+    let sb_pool = sandboxed::pool()?;
     let spawn_pool = procspawn::Pool::new(WORKERS)?;
     let mut echo = RawPeer::echo()?;
+    let pools = (&pool, sb_pool.as_ref());
     // Warm-up: workers started, pages touched, caches filled.
-    median_call_us(100, |i| check_eq("procpool apply", pool.apply(inc, i)?, inc(i)))?;
+    median_call_us(100, |i| apply_us(pools, i).map(drop))?;
     median_call_us(20, |i| {
         check_eq("procspawn", spawn_pool.spawn(i, inc).join()?, inc(i))
     })?;
     median_call_us(100, |i| echo.round_trip(i))?;
 
     let every = (calls / spawn_calls).max(1);
-    let (mut pp, mut raw, mut ps) = (Sample::new(), Sample::new(), Sample::new());
+    let (mut pp, mut raw, mut ps, mut sb) = (Sample::new(), Sample::new(), Sample::new(), Sample::new());
     for _ in 0..reps {
-        let (mut pp_us, mut raw_us, mut ps_us) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut pp_us, mut raw_us, mut ps_us, mut sb_us) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..calls {
-            pp_us.push(call_us(|| {
-                check_eq("procpool apply", pool.apply(inc, i)?, inc(i))
-            })?);
+            let (plain, sandboxed) = apply_us(pools, i)?;
+            pp_us.push(plain);
+            sb_us.extend(sandboxed);
             raw_us.push(call_us(|| echo.round_trip(i))?);
             if i % every == 0 {
                 ps_us.push(call_us(|| {
@@ -49,14 +61,31 @@ pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
         pp.push(median(&pp_us));
         raw.push(median(&raw_us));
         ps.push(median(&ps_us));
+        if !sb_us.is_empty() {
+            sb.push(median(&sb_us));
+        }
     }
     echo.finish()?;
     drop(spawn_pool);
+    sandboxed::finish(sb_pool)?;
     pool.close();
     pool.join()?;
 
     let mut py = python::run('a', &[("--reps", reps), ("--count", calls as usize)])?;
-    let section = Section::new("(a) apply round trip", "µs/call", Better::Lower, pp)
+    let title = "(a) apply round trip";
+    let sandbox = sandboxed::section(
+        title,
+        "µs/call",
+        Better::Lower,
+        sb,
+        &pp,
+        sandboxed::ROUND_TRIP,
+        format!(
+            "{reps} reps of {calls} sequential calls, taking turns call by call with the other sides \
+             (the two pools in alternating order)"
+        ),
+    );
+    let section = Section::new(title, "µs/call", Better::Lower, pp)
         .peer("raw socketpair ping-pong", raw, Some(Target::AtMost(1.5)))
         .peer("Python Pool.apply (fork)", py.take("apply_us")?, None)
         .peer("procspawn Pool spawn+join", ps, None)
@@ -65,7 +94,7 @@ pub(crate) fn apply_round_trip(opts: &Opts) -> Fallible<Vec<Section>> {
              taking turns call by call; each rep's value is the median call; {WORKERS} workers (raw: one \
              echo process)"
         ));
-    Ok(vec![section])
+    Ok(std::iter::once(section).chain(sandbox).collect())
 }
 
 /// (b) tasks/s for `n` `apply_async` then every `get`, in order; peers:

@@ -33,11 +33,14 @@ impl Target {
         }
     }
 
+    /// `≤ 1.5`, `≥ 0.909`: at most three decimals, without trailing zeros.
     fn describe(self) -> String {
-        match self {
-            Target::AtMost(t) => format!("≤ {t}"),
-            Target::AtLeast(t) => format!("≥ {t}"),
-        }
+        let (sign, t) = match self {
+            Target::AtMost(t) => ("≤", t),
+            Target::AtLeast(t) => ("≥", t),
+        };
+        let t = format!("{t:.3}");
+        format!("{sign} {}", t.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
@@ -52,6 +55,9 @@ struct Peer {
 #[derive(Debug)]
 pub(crate) struct Section {
     title: String,
+    /// The measured side's name: `procpool`, or `sandboxed` where the
+    /// peer is the unsandboxed pool ([`Section::subject`]).
+    subject: &'static str,
     unit: &'static str,
     better: Better,
     procpool: Sample,
@@ -65,6 +71,7 @@ impl Section {
     pub(crate) fn new(title: &str, unit: &'static str, better: Better, procpool: Sample) -> Section {
         Section {
             title: title.to_owned(),
+            subject: "procpool",
             unit,
             better,
             procpool,
@@ -80,6 +87,13 @@ impl Section {
             sample,
             target,
         });
+        self
+    }
+
+    /// Names the measured side `subject` instead of `procpool` (in the
+    /// meaning column, the targets and the spread).
+    pub(crate) fn subject(mut self, subject: &'static str) -> Section {
+        self.subject = subject;
         self
     }
 
@@ -103,7 +117,12 @@ impl Section {
             "×" => ("better", "worse"),
             _ => ("faster", "slower"),
         };
-        format!("procpool {} {}", times(factor), if better { good } else { bad })
+        format!(
+            "{} {} {}",
+            self.subject,
+            times(factor),
+            if better { good } else { bad }
+        )
     }
 }
 
@@ -188,6 +207,13 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
          below 1 means procpool is faster; for rates, bandwidths and speedups (higher is better) a \
          ratio above 1 means procpool is faster. Targets are on that ratio.\n"
     );
+    if sections.iter().any(|s| s.subject != "procpool") {
+        println!(
+            "In the sandboxed-pool rows, the measured side (the procpool column) is a pool built with \
+             `Sandbox::strict()` and the peer is the unsandboxed pool of the same run: the ratio is \
+             sandboxed ÷ unsandboxed.\n"
+        );
+    }
     let mut rows = vec![
         [
             "workload",
@@ -229,8 +255,9 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
             ]);
             if let (Some(t), Some(m)) = (p.target, met) {
                 targets.push(format!(
-                    "- {}: procpool {} {} ÷ {} {} {} = {} (target {}): {}",
+                    "- {}: {} {} {} ÷ {} {} {} = {} (target {}): {}",
                     s.title,
+                    s.subject,
                     num(pp),
                     s.unit,
                     p.name,
@@ -255,7 +282,7 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
             .to_vec(),
     ];
     for s in sections {
-        let sides = std::iter::once(("procpool", &s.procpool))
+        let sides = std::iter::once((s.subject, &s.procpool))
             .chain(s.peers.iter().map(|p| (p.name.as_str(), &p.sample)));
         for (i, (name, sample)) in sides.enumerate() {
             spread.push(vec![

@@ -9,11 +9,14 @@ use rayon::prelude::*;
 use crate::harness::{Fallible, Opts, Sample, WORKERS, check_all, timed};
 use crate::python;
 use crate::report::{Better, Section, Target};
+use crate::sandboxed;
 use crate::tasks::{calibrate_spin, inc, spin};
 
 /// (c) items/s of `pool.map(inc, 0..n)`; peers: Python's `Pool.map`
 /// (default chunksize) and rayon's `par_iter().map().collect()` (threads,
-/// no copying: a reference, not a target).
+/// no copying: a reference, not a target). The sandboxed pool runs the
+/// same `map` in each repetition, compared with the unsandboxed one in a
+/// section of its own.
 pub(crate) fn map_rate(opts: &Opts) -> Fallible<Vec<Section>> {
     let reps = opts.pick(1, 5, 11);
     let n: u64 = opts.pick(10_000, 1_000_000, 1_000_000);
@@ -21,25 +24,39 @@ pub(crate) fn map_rate(opts: &Opts) -> Fallible<Vec<Section>> {
     let want: Vec<u64> = items.iter().map(|&x| inc(x)).collect();
 
     let pool = Pool::new(WORKERS)?;
-    check_all(
-        "procpool map (warm-up)",
-        &pool.map(inc, 0..1_000)?,
-        &want[..1_000],
-    )?;
-    let (mut pp, mut ry) = (Sample::new(), Sample::new());
-    for _ in 0..reps {
-        let (got, secs) = timed(|| pool.map(inc, items.iter().copied()));
-        check_all("procpool map", &got?, &want)?;
-        pp.push(n as f64 / secs);
+    let sb_pool = sandboxed::pool()?;
+    sandboxed::in_turn(0, &pool, sb_pool.as_ref(), |pool, what| {
+        check_all(what, &pool.map(inc, 0..1_000)?, &want[..1_000])
+    })?;
+    let (mut pp, mut ry, mut sb) = (Sample::new(), Sample::new(), Sample::new());
+    for rep in 0..reps {
+        let (plain, sandboxed) = sandboxed::in_turn(rep as u64, &pool, sb_pool.as_ref(), |pool, what| {
+            let (got, secs) = timed(|| pool.map(inc, items.iter().copied()));
+            check_all(what, &got?, &want)?;
+            Ok(n as f64 / secs)
+        })?;
+        pp.push(plain);
+        sb.extend(sandboxed);
         let (got, secs) = timed(|| items.par_iter().map(|&x| inc(x)).collect::<Vec<u64>>());
         check_all("rayon map", &got, &want)?;
         ry.push(n as f64 / secs);
     }
+    sandboxed::finish(sb_pool)?;
     pool.close();
     pool.join()?;
 
     let mut py = python::run('c', &[("--reps", reps), ("--count", n as usize)])?;
-    let section = Section::new("(c) map of trivial items", "items/s", Better::Higher, pp)
+    let title = "(c) map of trivial items";
+    let sandbox = sandboxed::section(
+        title,
+        "items/s",
+        Better::Higher,
+        sb,
+        &pp,
+        sandboxed::MAP,
+        format!("{reps} reps of {n} items, default chunksize, the two pools in alternating order"),
+    );
+    let section = Section::new(title, "items/s", Better::Higher, pp)
         .peer(
             "Python Pool.map (fork)",
             py.take("map_per_s")?,
@@ -51,7 +68,7 @@ pub(crate) fn map_rate(opts: &Opts) -> Fallible<Vec<Section>> {
              Python); rayon on its global pool ({} threads)",
             rayon::current_num_threads()
         ));
-    Ok(vec![section])
+    Ok(std::iter::once(section).chain(sandbox).collect())
 }
 
 /// (d) speedup = serial time ÷ parallel time for `count` spins of about
