@@ -10,17 +10,13 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
-};
 use syscalls::Sysno;
 
-use super::{Policy, SyscallRule};
+use super::{Policy, SyscallRule, bpf};
 
 /// When a conditionally allowed call is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum When {
+pub(super) enum When {
     /// The first argument is this process (or 0, "myself", where the call
     /// takes that).
     OwnProcess,
@@ -35,6 +31,39 @@ enum When {
 }
 
 impl When {
+    /// The `prctl` options of [`When::HarmlessPrctl`].
+    pub(super) const PRCTL_OPTIONS: &[u32] = &[
+        libc::PR_SET_NAME as u32,
+        libc::PR_GET_NAME as u32,
+        libc::PR_GET_DUMPABLE as u32,
+        libc::PR_GET_NO_NEW_PRIVS as u32,
+        libc::PR_GET_SECCOMP as u32,
+        libc::PR_CAPBSET_READ as u32,
+        0x5356_4d41, // PR_SET_VMA
+    ];
+    /// The `ioctl` requests of [`When::HarmlessIoctl`].
+    pub(super) const IOCTL_REQUESTS: &[u32] = &[
+        libc::TCGETS as u32,
+        libc::TIOCGWINSZ as u32,
+        libc::FIONREAD as u32,
+        libc::FIONBIO as u32,
+        libc::FIOCLEX as u32,
+        libc::FIONCLEX as u32,
+    ];
+    /// The `clone` flags of a thread...
+    pub(super) const THREAD_FLAGS: u32 = (libc::CLONE_THREAD | libc::CLONE_VM) as u32;
+    /// ... and, with them, those that make namespaces: a thread has the
+    /// first and none of the rest.
+    pub(super) const THREAD_MASK: u32 = (libc::CLONE_THREAD
+        | libc::CLONE_VM
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP) as u32;
+
     fn describe(self) -> &'static str {
         match self {
             When::OwnProcess => "only on the worker itself",
@@ -129,166 +158,55 @@ pub(crate) fn name(nr: i64) -> Option<&'static str> {
 
 /// The rule for call `nr` under `policy`.
 pub(super) fn rule(policy: &Policy, nr: i64) -> SyscallRule {
-    let named = |list: &[&str]| list.iter().any(|n| number(n) == Some(nr));
-    if policy.syscalls.contains(&nr) || named(ALLOWED) || (policy.network && named(NETWORK)) {
-        return SyscallRule::Allowed;
-    }
-    if named(UNFILTERED) {
-        return SyscallRule::Unfiltered;
-    }
-    if let Some((_, when)) = CONDITIONAL.iter().find(|(n, _)| number(n) == Some(nr)) {
-        return SyscallRule::AllowedIf(when.describe());
-    }
-    match ERRNO.iter().find(|(n, _)| number(n) == Some(nr)) {
-        Some((_, errno)) => SyscallRule::Errno(*errno),
+    let action = u32::try_from(nr)
+        .ok()
+        .and_then(|nr| actions(policy).get(&nr).copied());
+    match action {
+        Some(Action::Allow) => SyscallRule::Allowed,
+        Some(Action::Errno(errno)) => SyscallRule::Errno(errno),
+        Some(Action::Check(when)) => SyscallRule::AllowedIf(when.describe()),
+        None if UNFILTERED.iter().any(|n| number(n) == Some(nr)) => SyscallRule::Unfiltered,
         None => SyscallRule::Refused,
     }
 }
 
-/// The filters to install, in order: the calls answered with an errno,
-/// then the allowlist (a refused call traps, or is logged in log-only
-/// mode), which refuses `seccomp` itself and so must come last.
-pub(crate) fn programs(policy: &Policy, pid: u32) -> Result<Vec<BpfProgram>, String> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
-    let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    let names = ALLOWED
-        .iter()
-        .chain(ERRNO.iter().map(|(n, _)| n))
-        .chain(if policy.network { NETWORK } else { &[] });
-    for nr in names
-        .filter_map(|n| number(n))
-        .chain(policy.syscalls.iter().copied())
-    {
-        allowed.insert(nr, Vec::new());
+/// What the filter does with one call (a call not in the table is
+/// refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Action {
+    Allow,
+    Errno(i32),
+    Check(When),
+}
+
+/// The filter's table for `policy`, by call number.
+pub(super) fn actions(policy: &Policy) -> BTreeMap<u32, Action> {
+    let mut table = BTreeMap::new();
+    let mut put = |name: &str, action| {
+        if let Some(nr) = number(name).and_then(|nr| u32::try_from(nr).ok()) {
+            table.insert(nr, action);
+        }
+    };
+    for (name, errno) in ERRNO {
+        put(name, Action::Errno(*errno));
     }
     for (name, when) in CONDITIONAL {
-        if let Some(nr) = number(name) {
-            // `clone` passes here: the EPERM filter below refuses a clone
-            // that is not a thread (a trap here would win over its errno).
-            let rules = match when {
-                When::Thread => Vec::new(),
-                _ => conditions(*when, pid)?,
-            };
-            allowed.entry(nr).or_insert(rules);
-        }
+        put(name, Action::Check(*when));
     }
-    let refused = match policy.log_only {
-        true => SeccompAction::Log,
-        false => SeccompAction::Trap,
-    };
-    let mut by_errno: BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
-    for (name, errno) in ERRNO {
-        if let Some(nr) = number(name).filter(|nr| !policy.syscalls.contains(nr)) {
-            by_errno.entry(*errno).or_default().insert(nr, Vec::new());
-        }
+    let network = if policy.network { NETWORK } else { &[] };
+    for name in ALLOWED.iter().chain(network) {
+        put(name, Action::Allow);
     }
-    if let Some(clone) = number("clone").filter(|nr| !policy.syscalls.contains(nr)) {
-        by_errno
-            .entry(libc::EPERM)
-            .or_default()
-            .insert(clone, not_a_thread()?);
+    for nr in policy.syscalls.iter().filter_map(|nr| u32::try_from(*nr).ok()) {
+        table.insert(nr, Action::Allow);
     }
-    let mut filters = Vec::new();
-    for (errno, rules) in by_errno {
-        let errno = u32::try_from(errno).map_err(|e| e.to_string())?;
-        filters.push(compile(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(errno),
-            arch,
-        )?);
-    }
-    filters.push(compile(allowed, refused, SeccompAction::Allow, arch)?);
-    Ok(filters)
+    table
 }
 
-fn compile(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-    arch: TargetArch,
-) -> Result<BpfProgram, String> {
-    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| e.to_string())?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| e.to_string())
-}
-
-/// The `clone` flags that make namespaces.
-const NAMESPACES: libc::c_int = libc::CLONE_NEWNS
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP;
-
-/// The rules (any one matches) for a `clone` that is not a thread: one of
-/// the thread flags missing, or a namespace flag present.
-fn not_a_thread() -> Result<Vec<SeccompRule>, String> {
-    let flag = |flag: libc::c_int, value: libc::c_int| {
-        SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::MaskedEq(flag as u32 as u64),
-            value as u32 as u64,
-        )
-        .and_then(|c| SeccompRule::new(vec![c]))
-        .map_err(|e| e.to_string())
-    };
-    let mut rules = vec![flag(libc::CLONE_THREAD, 0)?, flag(libc::CLONE_VM, 0)?];
-    for bit in 0..32 {
-        let ns = NAMESPACES & (1 << bit);
-        if ns != 0 {
-            rules.push(flag(ns, ns)?);
-        }
-    }
-    Ok(rules)
-}
-
-/// The seccomp rules (any one of which allows the call) for `when`.
-fn conditions(when: When, pid: u32) -> Result<Vec<SeccompRule>, String> {
-    let cond = |arg: u8, op: SeccompCmpOp, value: u64| {
-        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
-    };
-    let rule = |conds: Vec<SeccompCondition>| SeccompRule::new(conds).map_err(|e| e.to_string());
-    let any_of = |arg: u8, values: &[u64]| -> Result<Vec<SeccompRule>, String> {
-        values
-            .iter()
-            .map(|v| rule(vec![cond(arg, SeccompCmpOp::Eq, *v)?]))
-            .collect()
-    };
-    match when {
-        When::OwnProcess => any_of(0, &[0, u64::from(pid)]),
-        // Checked by the EPERM filter (see `not_a_thread`).
-        When::Thread => Ok(Vec::new()),
-        When::NotSigsys => Ok(vec![rule(vec![cond(0, SeccompCmpOp::Ne, libc::SIGSYS as u64)?])?]),
-        When::HarmlessPrctl => any_of(
-            0,
-            &[
-                libc::PR_SET_NAME as u64,
-                libc::PR_GET_NAME as u64,
-                libc::PR_GET_DUMPABLE as u64,
-                libc::PR_GET_NO_NEW_PRIVS as u64,
-                libc::PR_GET_SECCOMP as u64,
-                libc::PR_CAPBSET_READ as u64,
-                0x5356_4d41, // PR_SET_VMA
-            ],
-        ),
-        // The request's type differs across targets (`c_ulong`, `c_int`).
-        #[allow(clippy::unnecessary_cast)]
-        When::HarmlessIoctl => any_of(
-            1,
-            &[
-                libc::TCGETS as u64,
-                libc::TIOCGWINSZ as u64,
-                libc::FIONREAD as u64,
-                libc::FIONBIO as u64,
-                libc::FIOCLEX as u64,
-                libc::FIONCLEX as u64,
-            ],
-        ),
-    }
+/// The seccomp program for `policy` in process `pid`.
+pub(crate) fn program(policy: &Policy, pid: u32) -> Result<Vec<libc::sock_filter>, String> {
+    let refused = if policy.log_only { bpf::LOG } else { bpf::TRAP };
+    bpf::program(&actions(policy), refused, pid)
 }
 
 #[cfg(test)]
@@ -335,10 +253,89 @@ mod tests {
         assert_eq!(name(number("socket").unwrap()), Some("socket"));
     }
 
+    /// The program does, for every call number and the argument cases of
+    /// each check, what `rule` (the documented policy) says.
     #[test]
-    fn the_filters_compile() {
-        let filters = programs(&Policy::default(), std::process::id()).unwrap();
-        assert_eq!(filters.len(), 3, "ENOSYS, EPERM, the allowlist");
-        assert!(filters.iter().all(|f| !f.is_empty()));
+    fn the_program_does_what_the_rules_say() {
+        for policy in [
+            Policy::default(),
+            Policy {
+                network: true,
+                syscalls: vec![number("execve").unwrap(), number("clone").unwrap()],
+                ..Policy::default()
+            },
+        ] {
+            let pid = 4242;
+            let p = program(&policy, pid).unwrap();
+            assert!(p.len() < 400, "{} instructions", p.len());
+            let arch = bpf::run(&p, 0, 0, [0; 6]); // the wrong architecture
+            assert_eq!(arch, bpf::KILL);
+            let arch = match std::env::consts::ARCH {
+                "x86_64" => 0xc000_003e,
+                "aarch64" => 0xc000_00b7,
+                _ => return,
+            };
+            for nr in 0..600u32 {
+                let call = |args: [u64; 6]| bpf::run(&p, arch, nr, args);
+                match rule(&policy, i64::from(nr)) {
+                    SyscallRule::Allowed => assert_eq!(call([0; 6]), bpf::ALLOW, "#{nr}"),
+                    SyscallRule::Refused | SyscallRule::Unfiltered => {
+                        assert_eq!(call([0; 6]), bpf::TRAP, "#{nr}")
+                    }
+                    SyscallRule::Errno(e) => assert_eq!(call([0; 6]), bpf::errno(e), "#{nr}"),
+                    SyscallRule::AllowedIf(_) => {
+                        let when = CONDITIONAL
+                            .iter()
+                            .find(|(n, _)| number(n) == Some(i64::from(nr)))
+                            .unwrap()
+                            .1;
+                        let (yes, no): (&[[u64; 6]], &[[u64; 6]]) = match when {
+                            When::OwnProcess => (
+                                &[[0; 6], [pid as u64, 9, 0, 0, 0, 0]],
+                                &[[1; 6], [4243, 0, 0, 0, 0, 0]],
+                            ),
+                            When::NotSigsys => (
+                                &[[libc::SIGINT as u64, 0, 0, 0, 0, 0]],
+                                &[[libc::SIGSYS as u64, 0, 0, 0, 0, 0]],
+                            ),
+                            When::HarmlessPrctl => (
+                                &[[libc::PR_SET_NAME as u64, 0, 0, 0, 0, 0]],
+                                &[
+                                    [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0],
+                                    [libc::PR_SET_SECCOMP as u64, 0, 0, 0, 0, 0],
+                                ],
+                            ),
+                            When::HarmlessIoctl => (
+                                &[[1, libc::TCGETS as u64, 0, 0, 0, 0]],
+                                &[[0, libc::TIOCSTI as u64, 0, 0, 0, 0]],
+                            ),
+                            When::Thread => (
+                                &[[
+                                    u64::from(When::THREAD_FLAGS) | libc::CLONE_SETTLS as u64,
+                                    0,
+                                    0,
+                                    0,
+                                    0,
+                                    0,
+                                ]],
+                                &[],
+                            ),
+                        };
+                        for args in yes {
+                            assert_eq!(call(*args), bpf::ALLOW, "#{nr} {args:?}");
+                        }
+                        for args in no {
+                            assert_eq!(call(*args), bpf::TRAP, "#{nr} {args:?}");
+                        }
+                        if when == When::Thread {
+                            assert_eq!(
+                                call([libc::SIGCHLD as u64, 0, 0, 0, 0, 0]),
+                                bpf::errno(libc::EPERM)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -143,10 +143,8 @@ fn program_files() -> Vec<String> {
     files
 }
 
-/// Installs the filters on every thread.
+/// Installs the filter on every thread.
 fn seccomp(policy: &Policy) -> Result<(), String> {
-    for program in filter::programs(policy, std::process::id())? {
-        seccompiler::apply_filter_all_threads(&program).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    let program = filter::program(policy, std::process::id())?;
+    sys::confine::install_filter(&program).map_err(|e| e.to_string())
 }

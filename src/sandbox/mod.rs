@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+mod bpf;
 mod filter;
 pub(crate) mod lockdown;
 mod report;

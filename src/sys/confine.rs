@@ -111,6 +111,33 @@ pub(crate) fn seccomp_trap_available() -> bool {
     result == 0
 }
 
+/// Installs the seccomp `program` on every thread of the process (TSYNC).
+/// `no_new_privs` must be set.
+pub(crate) fn install_filter(program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::other("the filter is too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: the kernel copies `len` instructions from `filter`, which
+    // points to that many in `program`, borrowed for the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    match result {
+        0 => Ok(()),
+        -1 => Err(io::Error::last_os_error()),
+        tid => Err(io::Error::other(format!(
+            "thread {tid} could not take the filter (it has one of its own)"
+        ))),
+    }
+}
+
 /// Where the handler records a refused call, set once.
 static REPORT_TO: OnceLock<&'static Marker> = OnceLock::new();
 /// This process's id, read before the filter is in place.

@@ -701,7 +701,12 @@ fn a_violation_in_the_middle_of_a_chunk_fails_only_its_item() {
             _ => panic!("item {i}: {outcome:?}"),
         }
     }
-    let outcomes: Vec<_> = pool.with_chunksize(6).with_retries(1).imap(item, 0..8).unwrap().collect();
+    let outcomes: Vec<_> = pool
+        .with_chunksize(6)
+        .with_retries(1)
+        .imap(item, 0..8)
+        .unwrap()
+        .collect();
     for (i, outcome) in outcomes.iter().enumerate() {
         match i {
             3 => assert_refused(outcome.as_ref().unwrap_err(), "socket"),
