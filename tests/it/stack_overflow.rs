@@ -121,3 +121,39 @@ fn another_fault_is_still_a_plain_sigsegv() {
     }
     assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
 }
+
+/// An overflow in the middle of a chunk fails that item alone: the items
+/// after it run elsewhere; those before it ran but their results died with
+/// the worker (a death: run again with retries).
+#[test]
+fn an_overflow_in_the_middle_of_a_chunk_fails_only_its_item() {
+    bounded_stack();
+    let pool = Pool::new(1).unwrap();
+    fn item(i: u64) -> u64 {
+        if i == 2 { overflow(i) } else { i * 10 }
+    }
+    let outcomes: Vec<_> = pool.with_chunksize(5).imap(item, 0..6).unwrap().collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (0 | 1, Err(e)) => assert!(e.is_worker_died() && e.index() == Some(i), "{i}: {e:?}"),
+            (2, Err(Error::WorkerDied { cause, index, .. })) => {
+                assert!(cause.is_stack_overflow(), "{cause:?}");
+                assert_eq!(*index, Some(2));
+            }
+            (3.., Ok(v)) => assert_eq!(*v, i as u64 * 10),
+            _ => panic!("item {i}: {outcome:?}"),
+        }
+    }
+    let again: Vec<_> = pool
+        .with_chunksize(5)
+        .with_retries(1)
+        .imap(item, 0..6)
+        .unwrap()
+        .collect();
+    for (i, outcome) in again.iter().enumerate() {
+        match i {
+            2 => assert!(outcome.as_ref().is_err_and(|e| e.is_worker_died())),
+            _ => assert_eq!(outcome.as_ref().unwrap(), &(i as u64 * 10), "{i}"),
+        }
+    }
+}
