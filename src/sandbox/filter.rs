@@ -306,8 +306,8 @@ mod tests {
                                 ],
                             ),
                             When::HarmlessIoctl => (
-                                &[[1, libc::TCGETS as u64, 0, 0, 0, 0]],
-                                &[[0, libc::TIOCSTI as u64, 0, 0, 0, 0]],
+                                &[[1, u64::from(When::IOCTL_REQUESTS[0]), 0, 0, 0, 0]],
+                                &[[0, 0x5412 /* TIOCSTI */, 0, 0, 0, 0]],
                             ),
                             When::Thread => (
                                 &[[
