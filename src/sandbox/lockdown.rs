@@ -28,7 +28,10 @@ pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<Stri
     // capture, and keeps the answer: ask now, before the environment goes,
     // so that panics still carry backtraces.
     // (Unset, they stay unset: no need to ask, which costs 25 µs.)
-    if ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"].iter().any(|v| std::env::var_os(v).is_some()) {
+    if ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
         drop(std::backtrace::Backtrace::capture());
     }
     let scratch = match &policy.scratch {
