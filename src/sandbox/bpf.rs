@@ -153,6 +153,7 @@ fn check(when: When, refused: u32, pid: u32) -> Vec<sock_filter> {
         ],
         When::HarmlessPrctl => any_of(arg(0), When::PRCTL_OPTIONS, refused),
         When::HarmlessIoctl => any_of(arg(1), When::IOCTL_REQUESTS, refused),
+        When::HarmlessFcntl => any_of(arg(1), When::FCNTL_COMMANDS, refused),
         // Anything but a thread fails with EPERM (see `filter::ERRNO`).
         When::Thread => vec![
             stmt(LD_W_ABS, arg(0)),

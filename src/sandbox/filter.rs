@@ -28,6 +28,10 @@ pub(super) enum When {
     HarmlessPrctl,
     /// `ioctl` requests that ask about a descriptor or set its flags.
     HarmlessIoctl,
+    /// `fcntl` commands on the descriptor itself: not `F_SETOWN` or
+    /// `F_SETSIG`, which would have the kernel signal another process
+    /// (SIGIO) for the worker, nor leases and directory notifications.
+    HarmlessFcntl,
 }
 
 impl When {
@@ -49,6 +53,25 @@ impl When {
         libc::FIONBIO as u32,
         libc::FIOCLEX as u32,
         libc::FIONCLEX as u32,
+    ];
+    /// The `fcntl` commands of [`When::HarmlessFcntl`].
+    pub(super) const FCNTL_COMMANDS: &[u32] = &[
+        libc::F_DUPFD as u32,
+        libc::F_GETFD as u32,
+        libc::F_SETFD as u32,
+        libc::F_GETFL as u32,
+        libc::F_SETFL as u32,
+        libc::F_GETLK as u32,
+        libc::F_SETLK as u32,
+        libc::F_SETLKW as u32,
+        libc::F_OFD_GETLK as u32,
+        libc::F_OFD_SETLK as u32,
+        libc::F_OFD_SETLKW as u32,
+        libc::F_DUPFD_CLOEXEC as u32,
+        libc::F_SETPIPE_SZ as u32,
+        libc::F_GETPIPE_SZ as u32,
+        libc::F_ADD_SEALS as u32,
+        libc::F_GET_SEALS as u32,
     ];
     /// The `clone` flags of a thread...
     pub(super) const THREAD_FLAGS: u32 = (libc::CLONE_THREAD | libc::CLONE_VM) as u32;
@@ -74,6 +97,10 @@ impl When {
                  PR_GET_SECCOMP, PR_CAPBSET_READ"
             }
             When::HarmlessIoctl => "TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX",
+            When::HarmlessFcntl => {
+                "duplicating, descriptor and status flags, locks, pipe size, seals (not F_SETOWN, \
+                 F_SETSIG, F_SETLEASE, F_NOTIFY)"
+            }
         }
     }
 }
@@ -83,7 +110,7 @@ impl When {
 const ALLOWED: &[&str] = &[
     // Descriptors the worker holds, and files Landlock lets it open.
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
-    "pwritev2", "lseek", "close", "close_range", "dup", "dup2", "dup3", "fcntl", "flock", "fsync",
+    "pwritev2", "lseek", "close", "close_range", "dup", "dup2", "dup3", "flock", "fsync",
     "fdatasync", "ftruncate", "fallocate", "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs",
     "statfs", "open", "openat", "openat2", "access", "faccessat", "faccessat2", "readlink",
     "readlinkat", "getcwd", "getdents64", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename",
@@ -120,6 +147,7 @@ const CONDITIONAL: &[(&str, When)] = &[
     ("rt_sigaction", When::NotSigsys),
     ("prctl", When::HarmlessPrctl),
     ("ioctl", When::HarmlessIoctl),
+    ("fcntl", When::HarmlessFcntl),
 ];
 
 /// Answered with an error number instead of ending the worker. `clone3`
@@ -308,6 +336,13 @@ mod tests {
                             When::HarmlessIoctl => (
                                 &[[1, u64::from(When::IOCTL_REQUESTS[0]), 0, 0, 0, 0]],
                                 &[[0, 0x5412 /* TIOCSTI */, 0, 0, 0, 0]],
+                            ),
+                            When::HarmlessFcntl => (
+                                &[[3, libc::F_SETFD as u64, 1, 0, 0, 0]],
+                                &[
+                                    [3, libc::F_SETOWN as u64, 1, 0, 0, 0],
+                                    [3, 10 /* F_SETSIG */, 0, 0, 0, 0],
+                                ],
                             ),
                             When::Thread => (
                                 &[[

@@ -714,3 +714,21 @@ fn a_violation_in_the_middle_of_a_chunk_fails_only_its_item() {
         }
     }
 }
+
+/// `fcntl(F_SETOWN)` would have the kernel send SIGIO to another process
+/// (the parent) for the worker: refused; the descriptor's own flags work.
+#[test]
+fn fcntl_cannot_aim_sigio_at_another_process() {
+    let pool = sandboxed(1, Sandbox::strict());
+    fn own_flags(_: ()) -> i32 {
+        // SAFETY: `fcntl` on the worker's stdin (/dev/null).
+        unsafe { libc::fcntl(0, libc::F_SETFD, libc::FD_CLOEXEC) }
+    }
+    assert_eq!(pool.apply(own_flags, ()).unwrap(), 0);
+    fn aim_at_parent(_: ()) -> i32 {
+        // SAFETY: as above; the sandbox refuses it.
+        unsafe { libc::fcntl(1, libc::F_SETOWN, libc::getppid()) }
+    }
+    assert_refused(&pool.apply(aim_at_parent, ()).unwrap_err(), "fcntl");
+    assert_all_serve(&pool, 1);
+}
