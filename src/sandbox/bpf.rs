@@ -145,6 +145,7 @@ fn search(allowed: &[(u32, u32)], refused: u32, p: &mut Vec<sock_filter>) {
 fn check(when: When, refused: u32, pid: u32) -> Vec<sock_filter> {
     match when {
         When::OwnProcess => any_of(arg(0), &[0, pid], refused),
+        When::OwnPid => any_of(arg(0), &[pid], refused),
         When::NotSigsys => vec![
             stmt(LD_W_ABS, arg(0)),
             jump(JEQ_K, libc::SIGSYS as u32, 0, 1),

@@ -17,9 +17,12 @@ use super::{Policy, SyscallRule, bpf};
 /// When a conditionally allowed call is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum When {
-    /// The first argument is this process (or 0, "myself", where the call
-    /// takes that).
+    /// The first argument is this process, or 0 ("myself" for `prlimit64`
+    /// and `sched_setaffinity`).
     OwnProcess,
+    /// The first argument is this process, and not 0: for `kill`, 0 is
+    /// the whole process group, which holds the parent.
+    OwnPid,
     /// `clone` of a thread: shares memory, is a thread, enters no namespace.
     Thread,
     /// `rt_sigaction` of any signal but SIGSYS (the filter's messenger).
@@ -89,7 +92,7 @@ impl When {
 
     fn describe(self) -> &'static str {
         match self {
-            When::OwnProcess => "only on the worker itself",
+            When::OwnProcess | When::OwnPid => "only on the worker itself",
             When::Thread => "only to start a thread; a new process or namespace fails with EPERM",
             When::NotSigsys => "any signal but SIGSYS",
             When::HarmlessPrctl => {
@@ -140,8 +143,8 @@ const ALLOWED: &[&str] = &[
 /// Allowed when their arguments pass a check.
 const CONDITIONAL: &[(&str, When)] = &[
     ("clone", When::Thread),
-    ("kill", When::OwnProcess),
-    ("tgkill", When::OwnProcess),
+    ("kill", When::OwnPid),
+    ("tgkill", When::OwnPid),
     ("prlimit64", When::OwnProcess),
     ("sched_setaffinity", When::OwnProcess),
     ("rt_sigaction", When::NotSigsys),
@@ -321,6 +324,10 @@ mod tests {
                             When::OwnProcess => (
                                 &[[0; 6], [pid as u64, 9, 0, 0, 0, 0]],
                                 &[[1; 6], [4243, 0, 0, 0, 0, 0]],
+                            ),
+                            When::OwnPid => (
+                                &[[pid as u64, 9, 0, 0, 0, 0]],
+                                &[[0; 6], [1; 6], [4243, 0, 0, 0, 0, 0]],
                             ),
                             When::NotSigsys => (
                                 &[[libc::SIGINT as u64, 0, 0, 0, 0, 0]],

@@ -138,10 +138,14 @@ fn landlock(policy: &Policy, strict: bool) -> Result<Option<String>, String> {
 /// which a backtrace reads for symbols.
 fn program_files() -> Vec<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    // The path is the rest of the line after five fields (it may hold
+    // spaces); a file deleted since it was mapped is not granted under its
+    // old name, and only regular files are (not `/dev/zero`).
     let mut files: Vec<String> = maps
         .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .filter(|path| path.starts_with('/'))
+        .filter_map(|line| line.splitn(6, ' ').nth(5).map(str::trim_start))
+        .filter(|path| path.starts_with('/') && !path.ends_with(" (deleted)"))
+        .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file()))
         .map(str::to_owned)
         .collect();
     files.sort();

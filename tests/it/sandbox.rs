@@ -732,3 +732,17 @@ fn fcntl_cannot_aim_sigio_at_another_process() {
     assert_refused(&pool.apply(aim_at_parent, ()).unwrap_err(), "fcntl");
     assert_all_serve(&pool, 1);
 }
+
+/// `kill(0, ..)` signals the whole process group, which holds the parent:
+/// refused (Landlock's signal scope also stops it on this kernel; the
+/// filter stops it on kernels without one).
+#[test]
+fn kill_of_the_process_group_is_refused() {
+    let pool = sandboxed(1, Sandbox::strict());
+    fn group(_: ()) -> i32 {
+        // SAFETY: signal 0 only checks; the sandbox refuses the call.
+        unsafe { libc::kill(0, 0) }
+    }
+    assert_refused(&pool.apply(group, ()).unwrap_err(), "kill");
+    assert_all_serve(&pool, 1);
+}
