@@ -83,6 +83,7 @@ pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<Stri
     )?;
     step("non-dumpable", io(sys::confine::not_dumpable()))?;
     step("no_new_privs", io(sys::confine::no_new_privs()))?;
+    step("no capabilities", io(sys::confine::drop_capabilities()))?;
     let partial = landlock(policy, strict);
     step("Landlock", partial.as_ref().map(drop).map_err(Clone::clone))?;
     step(

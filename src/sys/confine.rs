@@ -33,6 +33,64 @@ pub(crate) fn not_dumpable() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
 }
 
+/// Drops every capability: the bounding set (while the process still may:
+/// it takes `CAP_SETPCAP`), the ambient set, then the effective,
+/// permitted and inheritable sets. A worker of a root program then keeps
+/// uid 0 but none of root's powers (raising a hard rlimit, poisoning
+/// pages, reading any file...). Without capabilities this changes nothing.
+pub(crate) fn drop_capabilities() -> io::Result<()> {
+    // Up to the kernel's last capability: `PR_CAPBSET_DROP` of a number it
+    // does not know fails with EINVAL, which ends the loop.
+    for cap in 0..64 {
+        // SAFETY: `prctl` with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINVAL) => break,
+                // Without CAP_SETPCAP the bounding set cannot be changed;
+                // with no capabilities and `no_new_privs`, none can be
+                // gained from it either.
+                Some(libc::EPERM) => break,
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+    }
+    // SAFETY: as above.
+    let ambient = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    // Kernels before 4.3 have no ambient set: nothing to clear.
+    if ambient != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+        return Err(io::Error::last_os_error());
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let none = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: `capset` reads one header and, for version 3, two data
+    // structs, all ours and of the kernel's layout.
+    let result = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, none.as_ptr()) };
+    match result {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Lowers both limits of `resource` to `value` (never raises the hard one).
 pub(crate) fn limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
     // SAFETY: all-zero is a valid `rlimit`; `getrlimit` writes into ours.

@@ -746,3 +746,32 @@ fn kill_of_the_process_group_is_refused() {
     assert_refused(&pool.apply(group, ()).unwrap_err(), "kill");
     assert_all_serve(&pool, 1);
 }
+
+/// A worker of a root program keeps uid 0 but no capability: it cannot
+/// raise a hard rlimit back (CAP_SYS_RESOURCE), and its bounding set is
+/// empty. (The suite runs as root in CI; as another user the checks hold
+/// trivially.)
+#[test]
+fn a_sandboxed_worker_has_no_capabilities() {
+    let pool = sandboxed(1, Sandbox::strict().max_open_files(32));
+    // From <linux/capability.h>.
+    const CAP_SYS_ADMIN: libc::c_int = 21;
+    const CAP_SYS_RESOURCE: libc::c_int = 24;
+    fn powers(_: ()) -> (i32, i32, i32) {
+        let higher = libc::rlimit {
+            rlim_cur: 4096,
+            rlim_max: 4096,
+        };
+        // SAFETY: `setrlimit` reads the struct we own; `prctl` reads
+        // integers.
+        unsafe {
+            let raised = libc::setrlimit(libc::RLIMIT_NOFILE, &higher);
+            (
+                raised,
+                libc::prctl(libc::PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0),
+                libc::prctl(libc::PR_CAPBSET_READ, CAP_SYS_RESOURCE, 0, 0, 0),
+            )
+        }
+    }
+    assert_eq!(pool.apply(powers, ()).unwrap(), (-1, 0, 0));
+}
