@@ -13,3 +13,4 @@ pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod signal;
+pub(crate) mod tree;

@@ -329,7 +329,7 @@ impl WorkerProcess {
     /// Removes the worker's scratch directory, once it is gone.
     fn remove_scratch(&mut self) {
         if let Some(dir) = self.scratch.take()
-            && let Err(e) = std::fs::remove_dir_all(&dir)
+            && let Err(e) = sys::tree::remove_tree(&dir)
             && e.kind() != io::ErrorKind::NotFound
         {
             let pid = self.pid;

@@ -775,3 +775,33 @@ fn a_sandboxed_worker_has_no_capabilities() {
     }
     assert_eq!(pool.apply(powers, ()).unwrap(), (-1, 0, 0));
 }
+
+/// A scratch directory nested 20,000 deep (what a hostile task can build;
+/// built here by the test, because under Landlock every level costs the
+/// task a walk to the root) is removed when its worker ends, without
+/// recursing: a recursive removal overflowed the stack of the parent's
+/// thread, or ran it out of descriptors.
+#[test]
+fn a_deep_scratch_tree_is_removed_without_harm_to_the_parent() {
+    let pool = sandboxed(1, Sandbox::strict().scratch());
+    fn scratch(_: ()) -> String {
+        procpool::sandbox::scratch_dir().unwrap().display().to_string()
+    }
+    let dir = pool.apply(scratch, ()).unwrap();
+    let path = std::ffi::CString::new(dir.as_bytes()).unwrap();
+    // SAFETY: calls on descriptors this test holds, with NUL-terminated
+    // names; one or two open at a time.
+    unsafe {
+        let mut fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+        assert!(fd >= 0);
+        for _ in 0..20_000 {
+            assert_eq!(libc::mkdirat(fd, c"d".as_ptr(), 0o700), 0);
+            let next = libc::openat(fd, c"d".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            libc::close(fd);
+            fd = next;
+        }
+        libc::close(fd);
+    }
+    drop(pool);
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
+}
