@@ -155,6 +155,16 @@ fn check(when: When, refused: u32, pid: u32) -> Vec<sock_filter> {
         When::HarmlessPrctl => any_of(arg(0), When::PRCTL_OPTIONS, refused),
         When::HarmlessIoctl => any_of(arg(1), When::IOCTL_REQUESTS, refused),
         When::HarmlessFcntl => any_of(arg(1), When::FCNTL_COMMANDS, refused),
+        When::NotSharedAnonymous => {
+            let shared_anonymous = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u32;
+            vec![
+                stmt(LD_W_ABS, arg(3)),
+                stmt(AND_K, shared_anonymous),
+                jump(JEQ_K, shared_anonymous, 0, 1),
+                stmt(RET_K, refused),
+                stmt(RET_K, ALLOW),
+            ]
+        }
         // Anything but a thread fails with EPERM (see `filter::ERRNO`).
         When::Thread => vec![
             stmt(LD_W_ABS, arg(0)),

@@ -31,6 +31,9 @@ pub(super) enum When {
     HarmlessPrctl,
     /// `ioctl` requests that ask about a descriptor or set its flags.
     HarmlessIoctl,
+    /// `mmap` of anything but shared anonymous memory, which the memory
+    /// cap (`RLIMIT_DATA`) does not count.
+    NotSharedAnonymous,
     /// `fcntl` commands on the descriptor itself: not `F_SETOWN` or
     /// `F_SETSIG`, which would have the kernel signal another process
     /// (SIGIO) for the worker, nor leases and directory notifications.
@@ -100,6 +103,7 @@ impl When {
                  PR_GET_SECCOMP, PR_CAPBSET_READ"
             }
             When::HarmlessIoctl => "TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX",
+            When::NotSharedAnonymous => "not MAP_SHARED with MAP_ANONYMOUS",
             When::HarmlessFcntl => {
                 "duplicating, descriptor and status flags, locks, pipe size, seals (not F_SETOWN, \
                  F_SETSIG, F_SETLEASE, F_NOTIFY)"
@@ -117,7 +121,7 @@ const ALLOWED: &[&str] = &[
     "fdatasync", "ftruncate", "fallocate", "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs",
     "statfs", "open", "openat", "openat2", "access", "faccessat", "faccessat2", "readlink",
     "readlinkat", "getcwd", "getdents64", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename",
-    "renameat", "renameat2", "truncate", "pipe", "pipe2", "memfd_create", "copy_file_range",
+    "renameat", "renameat2", "truncate", "pipe", "pipe2", "copy_file_range",
     "sendfile", "splice", "tee",
     // Waiting on descriptors and time.
     "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
@@ -128,7 +132,7 @@ const ALLOWED: &[&str] = &[
     "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "getsockopt", "setsockopt", "getsockname",
     "getpeername",
     // Memory.
-    "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "msync", "mincore", "membarrier",
+    "brk", "munmap", "mprotect", "mremap", "madvise", "msync", "mincore", "membarrier",
     // Signals, threads and their synchronisation.
     "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigsuspend", "rt_sigtimedwait",
     "sigaltstack", "restart_syscall", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
@@ -151,6 +155,7 @@ const CONDITIONAL: &[(&str, When)] = &[
     ("prctl", When::HarmlessPrctl),
     ("ioctl", When::HarmlessIoctl),
     ("fcntl", When::HarmlessFcntl),
+    ("mmap", When::NotSharedAnonymous),
 ];
 
 /// Answered with an error number instead of ending the worker. `clone3`
@@ -343,6 +348,23 @@ mod tests {
                             When::HarmlessIoctl => (
                                 &[[1, u64::from(When::IOCTL_REQUESTS[0]), 0, 0, 0, 0]],
                                 &[[0, 0x5412 /* TIOCSTI */, 0, 0, 0, 0]],
+                            ),
+                            When::NotSharedAnonymous => (
+                                &[
+                                    [0, 4096, 3, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, 0, 0],
+                                    [0, 4096, 1, libc::MAP_SHARED as u64, 3, 0],
+                                ],
+                                &[
+                                    [0, 4096, 3, (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64, 0, 0],
+                                    [
+                                        0,
+                                        4096,
+                                        3,
+                                        (libc::MAP_SHARED_VALIDATE | libc::MAP_ANONYMOUS) as u64,
+                                        0,
+                                        0,
+                                    ],
+                                ],
                             ),
                             When::HarmlessFcntl => (
                                 &[[3, libc::F_SETFD as u64, 1, 0, 0, 0]],

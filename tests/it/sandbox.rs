@@ -805,3 +805,42 @@ fn a_deep_scratch_tree_is_removed_without_harm_to_the_parent() {
     drop(pool);
     assert!(!std::path::Path::new(&dir).exists(), "{dir} was left behind");
 }
+
+/// The memory cap (`RLIMIT_DATA`) counts private memory only: shared
+/// anonymous memory and memfds would escape it, so the sandbox refuses
+/// them. Private memory past the cap is the usual `MemoryLimit`.
+#[test]
+fn memory_the_cap_cannot_count_is_refused() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_memory_per_worker(64 << 20)
+        .sandbox(Sandbox::strict())
+        .build()
+        .unwrap();
+    fn shared(len: usize) -> usize {
+        // SAFETY: a fresh mapping at an address the kernel picks; touched
+        // only within its length.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            std::ptr::write_bytes(p.cast::<u8>(), 1, len);
+            len
+        }
+    }
+    assert_refused(&pool.apply(shared, 256 << 20).unwrap_err(), "mmap");
+    fn memfd(_: ()) -> i32 {
+        // SAFETY: a NUL-terminated name.
+        unsafe { libc::memfd_create(c"big".as_ptr(), 0) }
+    }
+    assert_refused(&pool.apply(memfd, ()).unwrap_err(), "memfd_create");
+    let err = pool.apply(|n: usize| vec![1u8; n].len(), 256 << 20).unwrap_err();
+    assert!(err.is_memory_limit(), "{err:?}");
+    assert_all_serve(&pool, 1);
+}
