@@ -81,6 +81,10 @@ pub(crate) struct Ticket {
     pub(crate) policy: TaskPolicy,
     /// Which run of the chunk this is: 1, then 2, ... when retried.
     pub(crate) attempt: u32,
+    /// How many times the chunk went back to the queue because its worker
+    /// died before starting it (which the worker's marker says, and a
+    /// hostile task can forge: see `supervisor::report`).
+    pub(crate) unstarted_requeues: u32,
     /// The call the chunk belongs to, for cancelling it.
     pub(crate) call: Arc<CallToken>,
     stats: Arc<Stats>,
@@ -120,6 +124,7 @@ impl Ticket {
             meta: rest,
             policy: self.policy,
             attempt: self.attempt,
+            unstarted_requeues: self.unstarted_requeues,
             call: Arc::clone(&self.call),
             stats: Arc::clone(&self.stats),
             sink: self.sink.clone(),
@@ -279,6 +284,7 @@ impl Encoder {
                 meta: ChunkMeta { first, count, holes },
                 policy: self.policy,
                 attempt: 1,
+                unstarted_requeues: 0,
                 call: Arc::clone(&self.token),
                 stats: Arc::clone(&shared.stats),
                 sink: Some(Arc::clone(sink)),

@@ -228,6 +228,9 @@ fn run(shared: &Shared, seat: usize, started: &mut Option<Sender<Result<(), Erro
     }
 }
 
+/// How many times a job may go back to the queue as never started.
+const MAX_UNSTARTED_REQUEUES: u32 = 3;
+
 /// Reports the job a lost worker was running (if any): what happened to
 /// it, or runs it again. The jobs it was sent ahead never started: they
 /// go back to the queue.
@@ -244,12 +247,18 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
     // A worker that died on its own before it started the job it was
     // handed (killed while idle, just as the job was sent): the job never
     // ran, and runs elsewhere without counting an attempt.
-    let never_started = worker.started_job().is_some_and(|job| job != running.ticket.id);
+    // The marker is the worker's word: a task that forges it and exits
+    // would have its job requeued forever, so after a few requeues the
+    // job counts as started.
+    let never_started = worker.started_job().is_some_and(|job| job != running.ticket.id)
+        && running.ticket.unstarted_requeues < MAX_UNSTARTED_REQUEUES;
     if never_started
         && lost.doom.is_none()
         && lost.lifecycle != Lifecycle::Terminated
         && matches!(stop, Stop::Closed)
     {
+        let mut running = running;
+        running.ticket.unstarted_requeues += 1;
         held.push_front(running);
         return shared.requeue_unstarted(held);
     }

@@ -377,3 +377,41 @@ fn a_task_handed_to_a_worker_killed_while_idle_runs_elsewhere() {
         assert_ne!(ran_on, victim, "round {round}");
     }
 }
+
+/// A task that rewrites its worker's started-job marker (as a hostile
+/// task can: it is a page of the worker's memory) and exits makes its job
+/// look as if it never started, which sends it back to the queue without
+/// counting an attempt. That happens a bounded number of times; then the
+/// job counts as started and fails. (Before, it went round forever; the
+/// task stops forging after 10 runs so that the old code fails instead of
+/// hanging.)
+#[test]
+fn a_forged_marker_cannot_requeue_a_job_forever() {
+    let runs = tempfile::NamedTempFile::new().unwrap();
+    fn forge_and_exit(log: String) -> u32 {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(b"x").unwrap();
+        let runs = std::fs::read(&log).unwrap().len();
+        if runs <= 10 {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let line = maps.lines().find(|l| l.contains("procpool-marker")).unwrap();
+            let start = usize::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+            // SAFETY: none, on purpose: the first word of the marker page
+            // is the started job's id; this says another job started.
+            unsafe { std::ptr::with_exposed_provenance_mut::<u64>(start).write_volatile(u64::MAX - 7) };
+        }
+        std::process::exit(3)
+    }
+    let pool = Pool::new(1).unwrap();
+    let err = pool
+        .apply(forge_and_exit, runs.path().display().to_string())
+        .unwrap_err();
+    assert!(err.is_worker_died(), "{err:?}");
+    let runs = std::fs::read(runs.path()).unwrap().len();
+    assert_eq!(
+        runs, 4,
+        "the job ran {runs} times: 1 + 3 requeues as never started"
+    );
+    assert_pool_whole(&pool);
+}
