@@ -26,13 +26,25 @@
 //! Descriptors the parent had open never reach a worker (it closes them at
 //! start); the channel to the parent and the output pipes are all it has.
 //!
-//! What the sandbox does **not** protect against: bugs in the kernel
-//! (the filter leaves the kernel's whole file, memory and futex surface
-//! reachable); side channels (timing, caches); what the initializer left
-//! open (its descriptors and its threads: a thread started before the
-//! lockdown is filtered but not under Landlock, on kernels before Landlock
-//! ABI 8); and the channel itself: a compromised worker can send its parent
-//! malformed frames (which the parent decodes as untrusted) or wrong results.
+//! What the sandbox does **not** protect against:
+//!
+//! - bugs in the kernel (the calls it allows still reach it); side
+//!   channels (timing, caches);
+//! - what the initializer left open: its descriptors, and its threads (a
+//!   thread started before the lockdown is filtered but not under Landlock
+//!   on kernels before Landlock ABI 8; with such threads the environment
+//!   is also kept, as clearing it under them is not safe);
+//! - what a task can learn without opening a file: `stat` and `readlink`
+//!   of any path (Landlock governs opening, not metadata), and the
+//!   original environment and arguments, whose strings stay in the
+//!   process's memory after the variables are removed;
+//! - what the worker says: a compromised worker can send wrong results,
+//!   and write the page that tells the parent how it died (so it can
+//!   mislabel its own error: a made-up refused call, or a job that "never
+//!   started", which goes back to the queue at most 3 times);
+//! - the disk: a task may fill the paths it may write (and a scratch
+//!   directory on a memory-backed `/tmp`), each file up to
+//!   [`Sandbox::max_file_size`].
 //!
 //! ```no_run
 //! use procpool::{Pool, Sandbox};
