@@ -9,7 +9,8 @@
 //! 2. rlimits: no core files, a file-size limit, a descriptor limit (the
 //!    memory cap of [`max_memory_per_worker`](crate::PoolBuilder::max_memory_per_worker)
 //!    was set at start);
-//! 3. it becomes non-dumpable and sets `no_new_privs`;
+//! 3. it becomes non-dumpable, sets `no_new_privs` and drops every
+//!    capability (a root program's workers keep uid 0, not its powers);
 //! 4. Landlock: no file-system access but reading the program's own files
 //!    (for backtraces) and what [`Sandbox::allow_read`] and
 //!    [`Sandbox::allow_write`] name; no TCP `bind` or `connect`; no signal
