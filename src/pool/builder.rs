@@ -324,7 +324,7 @@ impl PoolBuilder {
         start.max_memory = self.limits.max_memory;
         if let Some(sandbox) = &self.sandbox {
             sandbox.check()?;
-            start.sandbox = Some(std::sync::Arc::new(sandbox.policy().clone()));
+            start.sandbox = Some(std::sync::Arc::new(sandbox.resolved_policy()));
         }
         let options = Options {
             start,

@@ -12,11 +12,13 @@ use std::str::FromStr;
 
 use syscalls::Sysno;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Policy, SyscallRule, bpf};
 
 /// When a conditionally allowed call is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum When {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum When {
     /// The first argument is this process, or 0 ("myself" for `prlimit64`
     /// and `sched_setaffinity`).
     OwnProcess,
@@ -208,8 +210,8 @@ pub(super) fn rule(policy: &Policy, nr: i64) -> SyscallRule {
 
 /// What the filter does with one call (a call not in the table is
 /// refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Action {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Action {
     Allow,
     Errno(i32),
     Check(When),
@@ -242,7 +244,12 @@ pub(super) fn actions(policy: &Policy) -> BTreeMap<u32, Action> {
 /// The seccomp program for `policy` in process `pid`.
 pub(crate) fn program(policy: &Policy, pid: u32) -> Result<Vec<libc::sock_filter>, String> {
     let refused = if policy.log_only { bpf::LOG } else { bpf::TRAP };
-    bpf::program(&actions(policy), refused, pid)
+    // The parent looked the names up once for every worker (`table`).
+    let table = match policy.table.is_empty() {
+        true => actions(policy),
+        false => policy.table.iter().copied().collect(),
+    };
+    bpf::program(&table, refused, pid)
 }
 
 #[cfg(test)]
@@ -287,6 +294,23 @@ mod tests {
         assert_eq!(rule(&open, number("socket").unwrap()), SyscallRule::Allowed);
         assert_eq!(rule(&open, number("execve").unwrap()), SyscallRule::Allowed);
         assert_eq!(name(number("socket").unwrap()), Some("socket"));
+    }
+
+    #[test]
+    fn the_table_the_parent_resolves_makes_the_same_program() {
+        let sandbox = super::super::Sandbox::strict()
+            .allow_network()
+            .allow_syscalls(["execve"]);
+        let fields =
+            |p: Vec<libc::sock_filter>| -> Vec<_> { p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect() };
+        let resolved = sandbox.resolved_policy();
+        assert!(!resolved.table.is_empty());
+        let mut plain = resolved.clone();
+        plain.table.clear();
+        assert_eq!(
+            fields(program(&resolved, 7).unwrap()),
+            fields(program(&plain, 7).unwrap())
+        );
     }
 
     /// The program does, for every call number and the argument cases of

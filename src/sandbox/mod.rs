@@ -145,6 +145,9 @@ pub(crate) struct Policy {
     pub(crate) scratch_base: Option<PathBuf>,
     /// This worker's scratch directory, named by the parent.
     pub(crate) scratch: Option<PathBuf>,
+    /// The filter's table, looked up by the parent (empty: the worker
+    /// looks the names up itself).
+    pub(crate) table: Vec<(u32, filter::Action)>,
 }
 
 impl Default for Policy {
@@ -160,6 +163,7 @@ impl Default for Policy {
             max_open_files: 64,
             scratch_base: None,
             scratch: None,
+            table: Vec::new(),
         }
     }
 }
@@ -432,7 +436,11 @@ impl Sandbox {
         Ok(report)
     }
 
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy as it crosses to the workers, with the system calls
+    /// looked up once, here.
+    pub(crate) fn resolved_policy(&self) -> Policy {
+        let mut policy = self.policy.clone();
+        policy.table = filter::actions(&policy).into_iter().collect();
+        policy
     }
 }
