@@ -19,21 +19,20 @@ use crate::sys::shm::Marker;
 /// This worker's scratch directory, once made.
 pub(super) static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
-/// Locks this worker down under `policy`. Returns a summary of what holds,
+/// The variables kept in a cleared environment: whether panics carry
+/// backtraces (the standard library reads them at the first panic).
+const KEPT: [&str; 2] = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+
+/// Locks this worker down under `policy`. `initialized`: an initializer
+/// ran (and may have started threads). Returns a summary of what holds,
 /// or why the worker must not serve.
-pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<String, String> {
+pub(crate) fn lock_down(
+    policy: &Policy,
+    marker: &'static Marker,
+    initialized: bool,
+) -> Result<String, String> {
     let strict = policy.enforcement == Enforcement::Strict;
     let mut notes = Vec::new();
-    // The standard library reads RUST_BACKTRACE once, on the first
-    // capture, and keeps the answer: ask now, before the environment goes,
-    // so that panics still carry backtraces.
-    // (Unset, they stay unset: no need to ask, which costs 25 µs.)
-    if ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-    {
-        drop(std::backtrace::Backtrace::capture());
-    }
     let scratch = match &policy.scratch {
         Some(dir) => {
             std::fs::DirBuilder::new()
@@ -46,11 +45,23 @@ pub(crate) fn lock_down(policy: &Policy, marker: &'static Marker) -> Result<Stri
         None => None,
     };
     // The initializer may have left threads that read the environment:
-    // clearing it under them is not safe.
-    match sys::confine::thread_count() {
+    // clearing it under them is not safe. (A worker starts none itself.)
+    let threads = match initialized {
+        true => sys::confine::thread_count(),
+        false => Ok(1),
+    };
+    match threads {
         Ok(1) => {
+            let kept: Vec<_> = KEPT
+                .iter()
+                .filter_map(|k| Some((k, std::env::var_os(k)?)))
+                .collect();
             // SAFETY: this is the only thread of the process.
             unsafe { sys::confine::clear_environment() };
+            for (key, value) in kept {
+                // SAFETY: as above.
+                unsafe { std::env::set_var(key, value) };
+            }
             if let Some(dir) = scratch {
                 // SAFETY: as above.
                 unsafe { std::env::set_var("TMPDIR", dir) };
@@ -122,7 +133,12 @@ fn landlock(policy: &Policy, strict: bool) -> Result<Option<String>, String> {
     let ruleset = ruleset.scope(Scope::from_all(abi)).map_err(|e| e.to_string())?;
     let status = ruleset
         .create()
-        .and_then(|r| r.add_rules(path_beneath_rules(program_files(), AccessFs::from_read(abi))))
+        .and_then(|r| {
+            r.add_rules(path_beneath_rules(
+                &policy.program_files,
+                AccessFs::from_read(abi),
+            ))
+        })
         .and_then(|r| r.add_rules(path_beneath_rules(&policy.read, AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(&policy.write, AccessFs::from_all(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(&policy.scratch, AccessFs::from_all(abi))))
@@ -136,18 +152,19 @@ fn landlock(policy: &Policy, strict: bool) -> Result<Option<String>, String> {
 }
 
 /// The files the program runs from (its executable and shared libraries),
-/// which a backtrace reads for symbols.
-fn program_files() -> Vec<String> {
+/// which a backtrace reads for symbols: read by the parent, which runs
+/// the same executable, once for all its workers.
+pub(super) fn program_files() -> Vec<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     // The path is the rest of the line after five fields (it may hold
     // spaces); a file deleted since it was mapped is not granted under its
     // old name, and only regular files are (not `/dev/zero`).
-    let mut files: Vec<String> = maps
+    let mut files: Vec<PathBuf> = maps
         .lines()
         .filter_map(|line| line.splitn(6, ' ').nth(5).map(str::trim_start))
         .filter(|path| path.starts_with('/') && !path.ends_with(" (deleted)"))
         .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file()))
-        .map(str::to_owned)
+        .map(PathBuf::from)
         .collect();
     files.sort();
     files.dedup();

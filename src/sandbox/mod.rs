@@ -5,7 +5,9 @@
 //! run (so the initializer can still open what it needs), before its first
 //! task, as Chromium's renderers do:
 //!
-//! 1. its environment is cleared (when it is the only thread: see below);
+//! 1. its environment is cleared, but for `RUST_BACKTRACE` and
+//!    `RUST_LIB_BACKTRACE` (whether panics carry backtraces), when it is
+//!    the only thread (see below);
 //! 2. rlimits: no core files, a file-size limit, a descriptor limit (the
 //!    memory cap of [`max_memory_per_worker`](crate::PoolBuilder::max_memory_per_worker)
 //!    was set at start);
@@ -148,6 +150,9 @@ pub(crate) struct Policy {
     /// The filter's table, looked up by the parent (empty: the worker
     /// looks the names up itself).
     pub(crate) table: Vec<(u32, filter::Action)>,
+    /// The program's own files, readable for backtraces (listed by the
+    /// parent).
+    pub(crate) program_files: Vec<PathBuf>,
 }
 
 impl Default for Policy {
@@ -164,6 +169,7 @@ impl Default for Policy {
             scratch_base: None,
             scratch: None,
             table: Vec::new(),
+            program_files: Vec::new(),
         }
     }
 }
@@ -441,6 +447,7 @@ impl Sandbox {
     pub(crate) fn resolved_policy(&self) -> Policy {
         let mut policy = self.policy.clone();
         policy.table = filter::actions(&policy).into_iter().collect();
+        policy.program_files = lockdown::program_files();
         policy
     }
 }

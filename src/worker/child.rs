@@ -166,6 +166,7 @@ fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
 /// before it has locked itself down.
 fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed: bool) -> i32 {
     let mut locked = !sandboxed;
+    let mut initialized = false;
     let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut body = Vec::new();
     let mut out = Vec::new();
@@ -184,7 +185,7 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
                 count,
                 items,
             }) => (job, target, count, items),
-            Ok(ToWorker::Lock(policy)) => match lock_down(channel, policy, marker) {
+            Ok(ToWorker::Lock(policy)) => match lock_down(channel, policy, marker, initialized) {
                 Ok(()) => {
                     locked = true;
                     continue;
@@ -196,6 +197,7 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
         if !locked && job != message::INIT_JOB {
             return fault(channel, &format!("task {job} came before the sandbox's lockdown"));
         }
+        initialized |= job == message::INIT_JOB;
         // Only a real runner record is called (see `func::runner`).
         let Some(run) = Runner::find(FunctionId(target.runner), image) else {
             return fault(
@@ -241,10 +243,15 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
 
 /// Locks the worker down under the encoded `policy`, and tells the parent
 /// how far; the exit code if it must not serve.
-fn lock_down(channel: &UnixStream, policy: &[u8], marker: &'static Marker) -> Result<(), i32> {
+fn lock_down(
+    channel: &UnixStream,
+    policy: &[u8],
+    marker: &'static Marker,
+    initialized: bool,
+) -> Result<(), i32> {
     let outcome = codec::decode::<Policy>(policy)
         .map_err(|e| format!("the sandbox policy is malformed: {e}"))
-        .and_then(|policy| sandbox::lockdown::lock_down(&policy, marker));
+        .and_then(|policy| sandbox::lockdown::lock_down(&policy, marker, initialized));
     let reply = match &outcome {
         Ok(summary) => message::text_frame(message::LOCKED, summary),
         Err(reason) => message::text_frame(message::REJECT, &format!("cannot lock down: {reason}")),
