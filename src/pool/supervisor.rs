@@ -309,7 +309,7 @@ fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, w
 /// they are handled as a death (run again if the call has retries left,
 /// else [`Error::WorkerDied`]).
 fn fail_one_item(shared: &Shared, running: Running, item: u32, error: Error, death: (u32, ExitCause)) {
-    let mut job = running.into_job();
+    let mut job = running.unstarted();
     let mut before = None;
     if item > 0 {
         let (head, rest) = job.split(item, shared.next_job_id(), shared.pending.token());

@@ -116,14 +116,10 @@ impl Running {
         Ok(job)
     }
 
-    /// The job as it was, to run again without counting an attempt: it
-    /// never started, or the pool killed it by mistake.
-    /// The job, to split or fail (see `supervisor::fail_one_item`).
-    pub(crate) fn into_job(self) -> Job {
-        self.unstarted()
-    }
-
-    fn unstarted(self) -> Job {
+    /// The job as it was: to run again without counting an attempt (it
+    /// never started, or the pool killed it by mistake), or to split (see
+    /// `supervisor::fail_one_item`).
+    pub(crate) fn unstarted(self) -> Job {
         Job {
             frame: Arc::try_unwrap(self.frame).unwrap_or_else(|shared| (*shared).clone()),
             ticket: self.ticket,
