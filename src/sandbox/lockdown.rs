@@ -86,7 +86,7 @@ pub(crate) fn lock_down(
     step("no core files", io(sys::confine::limit(libc::RLIMIT_CORE, 0)))?;
     step(
         "EFBIG past the file-size limit",
-        io(sys::confine::ignore_file_size_signal()),
+        io(sys::process::ignore(nix::sys::signal::Signal::SIGXFSZ)),
     )?;
     step(
         "file-size limit",

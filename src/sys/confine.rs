@@ -14,8 +14,6 @@ use std::io;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use nix::sys::signal::{SigHandler, Signal, signal};
-
 use super::shm::Marker;
 
 /// Sets `no_new_privs`: `execve` can no longer grant privileges (setuid,
@@ -104,16 +102,6 @@ pub(crate) fn limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Resu
     };
     // SAFETY: `setrlimit` reads one `rlimit` we own.
     check(unsafe { libc::setrlimit(resource, &new) })
-}
-
-/// Ignores SIGXFSZ, so that a write past the file-size limit fails with
-/// EFBIG instead of ending the process.
-pub(crate) fn ignore_file_size_signal() -> io::Result<()> {
-    // SAFETY: `SigIgn` installs no handler code; changing the disposition
-    // affects only how this process treats the signal.
-    unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) }
-        .map(drop)
-        .map_err(io::Error::from)
 }
 
 /// How many threads this process has (from `/proc/self/task`).

@@ -9,10 +9,17 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 /// to a closed pipe gets an error instead of being killed. (The worker runs
 /// before the runtime would have done this.)
 pub(crate) fn ignore_sigpipe() {
+    let _ = ignore(Signal::SIGPIPE);
+}
+
+/// Ignores `sig` in this process (SIGPIPE at start; SIGXFSZ at a sandbox's
+/// lockdown, so that a write past the file-size limit fails with EFBIG).
+pub(crate) fn ignore(sig: Signal) -> std::io::Result<()> {
     // SAFETY: `SigIgn` installs no handler code, so there is nothing that
-    // could run in signal context; changing the disposition is process-wide
-    // and happens before the worker starts any thread.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    // could run in signal context; the disposition is process-wide.
+    unsafe { signal(sig, SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(std::io::Error::from)
 }
 
 /// Whether the kernel started this program in secure-execution mode
