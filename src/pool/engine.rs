@@ -137,7 +137,7 @@ fn map_chunks<A, R, I>(
     progress: Option<Progress>,
 ) -> AsyncResult<Vec<R>>
 where
-    A: Serialize,
+    A: Serialize + 'static,
     R: DeserializeOwned + Send + 'static,
     I: Iterator<Item = A>,
 {

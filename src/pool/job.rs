@@ -12,9 +12,9 @@ use crate::func::Image;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::Shared;
 use crate::pool::stats::Stats;
-use crate::protocol::codec;
 use crate::protocol::items::{self, PushError};
 use crate::protocol::message::{self, Target};
+use crate::protocol::{codec, plain};
 use crate::result::callbacks::CallToken;
 use crate::result::pending::PendingToken;
 use crate::result::sink::{ChunkMeta, ChunkOutcome, Sink};
@@ -228,7 +228,7 @@ impl Encoder {
     /// Takes up to `size` items from `items` and encodes them as a chunk
     /// whose first item is at input position `first`. Returns `None` when
     /// `items` has nothing left.
-    pub(crate) fn chunk<A: Serialize>(
+    pub(crate) fn chunk<A: Serialize + 'static>(
         &self,
         shared: &Shared,
         items: &mut impl Iterator<Item = A>,
@@ -240,30 +240,10 @@ impl Encoder {
         let mut frame = Vec::new();
         message::start_task(&mut frame);
         let mut holes = Vec::new();
-        let mut count = 0u32;
-        for item in items.by_ref().take(size) {
-            if let Err(e) = items::push_with(&mut frame, items::ARG_VALUE, |buf| codec::encode(&item, buf)) {
-                let error = match e {
-                    PushError::Body(message) => Error::Encode {
-                        index: None,
-                        what: DataKind::Argument,
-                        message,
-                    },
-                    PushError::TooLarge(size) => Error::TooLarge {
-                        index: None,
-                        what: DataKind::Argument,
-                        size,
-                        limit: u32::MAX as usize,
-                    },
-                };
-                items::push_bytes(&mut frame, items::ARG_HOLE, &[]);
-                holes.push((count, error));
-            }
-            count += 1;
-            if self.chunk_bytes.is_some_and(|max| frame.len() >= max) {
-                break;
-            }
-        }
+        let count = match plain::size_of::<A>() {
+            Some(width) => self.plain_items(items, size, width, &mut frame),
+            None => self.items(items, size, &mut frame, &mut holes),
+        };
         if count == 0 {
             return None;
         }
@@ -292,6 +272,71 @@ impl Encoder {
             },
             unsendable,
         })
+    }
+
+    /// Appends up to `size` items to `frame`, each encoded on its own;
+    /// an item that cannot be encoded becomes a hole (recorded in `holes`).
+    /// Returns how many.
+    fn items<A: Serialize>(
+        &self,
+        items: &mut impl Iterator<Item = A>,
+        size: usize,
+        frame: &mut Vec<u8>,
+        holes: &mut Vec<(u32, Error)>,
+    ) -> u32 {
+        let mut count = 0u32;
+        for item in items.by_ref().take(size) {
+            if let Err(e) = items::push_with(frame, items::ARG_VALUE, |buf| codec::encode(&item, buf)) {
+                let error = match e {
+                    PushError::Body(message) => Error::Encode {
+                        index: None,
+                        what: DataKind::Argument,
+                        message,
+                    },
+                    PushError::TooLarge(size) => Error::TooLarge {
+                        index: None,
+                        what: DataKind::Argument,
+                        size,
+                        limit: u32::MAX as usize,
+                    },
+                };
+                items::push_bytes(frame, items::ARG_HOLE, &[]);
+                holes.push((count, error));
+            }
+            count += 1;
+            if self.chunk_bytes.is_some_and(|max| frame.len() >= max) {
+                break;
+            }
+        }
+        count
+    }
+
+    /// Appends up to `size` items of a plain type of `width` bytes to
+    /// `frame`, as runs of their bytes; returns how many.
+    fn plain_items<A: 'static>(
+        &self,
+        items: &mut impl Iterator<Item = A>,
+        size: usize,
+        width: usize,
+        frame: &mut Vec<u8>,
+    ) -> u32 {
+        let size = size.min(self.chunk_bytes.map_or(usize::MAX, |max| max.div_ceil(width)));
+        let mut count = 0;
+        let mut run = Vec::new();
+        while count < size {
+            run.clear();
+            run.extend(items.by_ref().take((size - count).min(items::MAX_RUN)));
+            if run.is_empty() {
+                break;
+            }
+            items::push_run(frame, items::ARG_RUN, width, run.len(), |buf| {
+                assert!(plain::put_all(&run, buf), "a plain type puts its bytes");
+            });
+            count += run.len();
+        }
+        // At most `u32::MAX` items: `size` comes from a chunk size, and
+        // larger chunks fail as too large to send.
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 }
 

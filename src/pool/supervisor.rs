@@ -232,13 +232,31 @@ fn run(shared: &Shared, seat: usize, started: &mut Option<Sender<Result<(), Erro
 const MAX_UNSTARTED_REQUEUES: u32 = 3;
 
 /// Reports the job a lost worker was running (if any): what happened to
-/// it, or runs it again. The jobs it was sent ahead never started: they
-/// go back to the queue.
+/// it, or runs it again. The jobs it was sent ahead and had not started
+/// go back to the queue; those it ran but whose results it had not sent
+/// count as lost with it.
 fn report(shared: &Shared, lost: Lost, stop: Stop, pid: u32, cause: ExitCause, worker: &WorkerProcess) {
     let mut held = lost.held;
     if lost.stray_kill && lost.lifecycle != Lifecycle::Terminated {
         // The pool killed this worker for a job that finished in time: what
         // it ran next did nothing wrong and runs again.
+        return shared.requeue_unstarted(held);
+    }
+    // The jobs before the one the worker last started ran, but their
+    // results were held back (`worker::replies`) and died with it.
+    let ran = worker
+        .started_job()
+        .and_then(|job| held.iter().position(|running| running.ticket.id == job))
+        .unwrap_or(0);
+    for running in held.drain(..ran) {
+        match lost.lifecycle {
+            Lifecycle::Terminated => running.ticket.complete(ChunkOutcome::Failed(Error::Terminated)),
+            _ => died(shared, running, pid, cause),
+        }
+    }
+    if ran > 0 && lost.doom.is_some() {
+        // The pool killed the worker for the first of them (a timeout or
+        // a cancel), which had finished: what ran next did nothing wrong.
         return shared.requeue_unstarted(held);
     }
     let Some(running) = held.pop_front() else {

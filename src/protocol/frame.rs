@@ -64,6 +64,16 @@ pub(crate) fn parse_header(header: &[u8; HEADER_LEN], max_body: usize) -> Result
     Ok((header[4], len))
 }
 
+/// Whether `buffered` (bytes read ahead from a channel) begins with a
+/// whole frame, so that reading it will not wait. A bad header counts as
+/// not whole: reading it reports the error.
+pub(crate) fn begins_with_whole_frame(buffered: &[u8]) -> bool {
+    let Some(header) = buffered.first_chunk::<HEADER_LEN>() else {
+        return false;
+    };
+    parse_header(header, usize::MAX).is_ok_and(|(_, len)| buffered.len() - HEADER_LEN >= len)
+}
+
 /// Why no frame could be read.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -169,6 +179,19 @@ mod tests {
             read_frame(&mut &text[..], &mut body, DEFAULT_MAX_BODY),
             Err(ReadError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn a_whole_frame_is_told_from_a_part_of_one() {
+        let wire = frame(3, b"abc");
+        assert!(begins_with_whole_frame(&wire));
+        let mut two = wire.clone();
+        two.extend_from_slice(&wire[..4]);
+        assert!(begins_with_whole_frame(&two));
+        for cut in 0..wire.len() {
+            assert!(!begins_with_whole_frame(&wire[..cut]), "cut at {cut}");
+        }
+        assert!(!begins_with_whole_frame(b"not a frame at all"));
     }
 
     #[test]

@@ -19,8 +19,8 @@
 //! last ones, so that no frame nears the limit however large a chunk's
 //! results are. Job 0 ([`INIT_JOB`]) is a worker's initializer.
 
-use super::frame;
 use super::{ProtocolError, codec};
+use super::{frame, items};
 use crate::error::RemotePanic;
 
 pub(crate) const TASK: u8 = 0x01;
@@ -159,23 +159,53 @@ pub(crate) fn split_task(task: &[u8], at: u32, head: u64, tail: u64) -> Option<(
     if at == 0 || at >= count {
         return None;
     }
-    let mut offset = 0;
-    for _ in 0..at {
-        let len = items.get(offset + 1..offset + 5)?;
-        offset += 5 + u32::from_le_bytes(len.try_into().ok()?) as usize;
+    // Whole items before the cut, then (when the cut falls inside a run)
+    // the run's values on either side of it.
+    let (mut offset, mut before) = (0, 0u32);
+    let mut cut_run = None;
+    for item in items::Items::new(items) {
+        let (tag, body) = item.ok()?;
+        let width = u32::try_from(items::width(tag, body, items::ARG_RUN).ok()?).ok()?;
+        if before + width > at {
+            let (size, values) = items::run_values(body).ok()?;
+            let split = (at - before) as usize * size;
+            cut_run = Some((size, values.split_at(split), offset + 5 + body.len()));
+            break;
+        }
+        offset += 5 + body.len();
+        before += width;
+        if before == at {
+            break;
+        }
     }
-    let part = |job, count, bytes: &[u8]| {
-        let mut buf = Vec::with_capacity(h + TASK_HEADER + bytes.len());
+    let part = |job, count, pieces: &[&[u8]]| {
+        let len = pieces.iter().map(|p| p.len()).sum::<usize>();
+        let mut buf = Vec::with_capacity(h + TASK_HEADER + len + 12);
         start_task(&mut buf);
-        buf.extend_from_slice(bytes);
-        // Each part is smaller than the whole, which passed the limit.
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+        }
+        // Each part is about the size of the whole, which passed the limit.
         finish_task(&mut buf, job, target, count, usize::MAX).expect("a part of a sendable task");
         buf
     };
-    Some((
-        part(head, at, items.get(..offset)?),
-        part(tail, count - at, items.get(offset..)?),
-    ))
+    let run = |size: usize, values: &[u8]| {
+        let mut item = Vec::with_capacity(6 + values.len());
+        items::push_run(&mut item, items::ARG_RUN, size, values.len() / size, |b| {
+            b.extend_from_slice(values);
+        });
+        item
+    };
+    Some(match cut_run {
+        None => (
+            part(head, at, &[items.get(..offset)?]),
+            part(tail, count - at, &[items.get(offset..)?]),
+        ),
+        Some((size, (left, right), end)) => (
+            part(head, at, &[items.get(..offset)?, &run(size, left)]),
+            part(tail, count - at, &[&run(size, right), items.get(end..)?]),
+        ),
+    })
 }
 
 /// Begins a done frame in `buf`; append the results, then [`finish_done`].
@@ -225,20 +255,27 @@ impl<'a> Results<'a> {
 
     /// Appends one result item, which `write` appends to the buffer.
     pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.push_items(1, write);
+    }
+
+    /// Appends the result item (a run, see [`items`](super::items)) that
+    /// stands for the results of `count` items, which `write` appends.
+    pub(crate) fn push_items(&mut self, count: u32, write: impl FnOnce(&mut Vec<u8>)) {
         if self.held > 0 && done_body_len(self.buf) >= PART_BYTES {
             self.send_part();
         }
         let at = self.buf.len();
+        let before = self.held;
         write(self.buf);
-        self.held += 1;
-        if self.held > 1 && done_body_len(self.buf) > frame::DEFAULT_MAX_BODY {
+        self.held += count;
+        if before > 0 && done_body_len(self.buf) > frame::DEFAULT_MAX_BODY {
             // This result would take the frame past the limit: the ones
             // before it go first.
             let last = self.buf.split_off(at);
-            self.held -= 1;
+            self.held = before;
             self.send_part();
             self.buf.extend_from_slice(&last);
-            self.held = 1;
+            self.held = count;
         }
     }
 

@@ -169,3 +169,48 @@ fn large_results_go_out_in_parts_and_the_last_stays_for_the_done() {
     };
     assert_eq!((count, Items::new(results).count()), (1, 1));
 }
+
+#[test]
+fn a_task_of_runs_splits_inside_a_run_and_between_runs() {
+    use crate::protocol::items::{self, Items};
+    let target = Target {
+        runner: 1,
+        func: 2,
+        signature: 3,
+    };
+    // Two runs of u16: [1, 2, 3] and [4, 5].
+    let mut buf = Vec::new();
+    start_task(&mut buf);
+    for run in [&[1u16, 2, 3][..], &[4, 5][..]] {
+        items::push_run(&mut buf, items::ARG_RUN, 2, run.len(), |b| {
+            b.extend(run.iter().flat_map(|v| v.to_ne_bytes()));
+        });
+    }
+    finish_task(&mut buf, 9, target, 5, DEFAULT_MAX_BODY).unwrap();
+    let values = |frame: &[u8]| {
+        let (kind, body) = split(frame);
+        let Ok(ToWorker::Task { count, items, .. }) = ToWorker::decode(kind, body) else {
+            panic!("not a task");
+        };
+        let mut all = Vec::new();
+        for item in Items::new(items) {
+            let (tag, body) = item.unwrap();
+            assert_eq!(tag, items::ARG_RUN);
+            let (size, bytes) = items::run_values(body).unwrap();
+            assert_eq!(size, 2);
+            all.extend(bytes.chunks(2).map(|b| u16::from_ne_bytes([b[0], b[1]])));
+        }
+        assert_eq!(all.len(), count as usize);
+        all
+    };
+    for (at, head, tail) in [
+        (1, vec![1], vec![2, 3, 4, 5]),
+        (2, vec![1, 2], vec![3, 4, 5]),
+        (3, vec![1, 2, 3], vec![4, 5]),
+        (4, vec![1, 2, 3, 4], vec![5]),
+    ] {
+        let (h, t) = split_task(&buf, at, 9, 10).unwrap();
+        assert_eq!((values(&h), values(&t)), (head, tail), "split at {at}");
+    }
+    assert!(split_task(&buf, 5, 9, 10).is_none());
+}

@@ -6,7 +6,8 @@
 //! frames; a worker answers once with `Ready` (or `Reject`), then one `Done`
 //! per task (or a `Fault` before it gives up). A task carries a chunk of
 //! items ([`items`]), each encoded on its own by the one serde codec
-//! ([`codec`]), so that one bad item fails alone. Which function a task runs
+//! ([`codec`]), so that one bad item fails alone; values of a plain type
+//! ([`plain`]) cross as runs of native bytes instead. Which function a task runs
 //! is explicit in every `Task` frame: a [`message::Target`], three numbers
 //! whose meaning belongs to the `func` layer above.
 //!
@@ -17,9 +18,10 @@ pub(crate) mod codec;
 pub(crate) mod frame;
 pub(crate) mod items;
 pub(crate) mod message;
+pub(crate) mod plain;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

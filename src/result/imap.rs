@@ -101,7 +101,8 @@ impl<'a, R> Stream<'a, R> {
             self.accept(chunk);
         }
         while !self.exhausted && self.window.may_read(self.submitted - self.yielded) {
-            match (self.produce)(self.submitted, self.window.chunk_size()) {
+            let size = self.window.next_size(self.submitted - self.yielded);
+            match (self.produce)(self.submitted, size) {
                 Some(Sent { count, bytes }) => {
                     self.window.sent(self.submitted, count, bytes, Instant::now());
                     self.submitted += count;

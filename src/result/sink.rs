@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{DataKind, Error, RemotePanic};
 use crate::progress::Progress;
 use crate::protocol::items::{self, Items};
-use crate::protocol::{ProtocolError, codec};
+use crate::protocol::{ProtocolError, codec, plain};
 use crate::result::slot::Resolver;
 use crate::task::panics::{drop_shielded, shielded};
 
@@ -53,24 +53,28 @@ pub(crate) trait Sink: Send + Sync {
 /// Checks that a `DONE` payload holds `count` well-formed result items;
 /// returns how many of them are values (the others are errors).
 pub(crate) fn validate(results: &[u8], count: u32) -> Result<u32, ProtocolError> {
-    let (mut seen, mut ok) = (0u32, 0u32);
+    let (mut seen, mut ok) = (0usize, 0usize);
     for item in Items::new(results) {
-        let (tag, _) = item?;
-        if tag > items::RES_TOO_LARGE {
+        let (tag, body) = item?;
+        if tag > items::RES_RUN {
             return Err(ProtocolError::new(format!("unknown result tag {tag}")));
         }
-        seen += 1;
-        ok += u32::from(tag == items::RES_OK);
+        let width = items::width(tag, body, items::RES_RUN)?;
+        seen += width;
+        if matches!(tag, items::RES_OK | items::RES_RUN) {
+            ok += width;
+        }
     }
-    if seen != count {
+    if seen != count as usize {
         return Err(ProtocolError::new(format!("{seen} results for {count} items")));
     }
-    Ok(ok)
+    // `ok <= seen == count`.
+    Ok(ok as u32)
 }
 
 /// Decodes a chunk's outcome into one result per item. With `indexed`,
 /// errors carry the item's input position.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(
+pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
     meta: &ChunkMeta,
     outcome: ChunkOutcome<'_>,
     indexed: bool,
@@ -80,19 +84,51 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
         ChunkOutcome::Failed(error) => (0..meta.count as usize)
             .map(|pos| Err(error.clone().at_index_opt(index_of(pos))))
             .collect(),
-        ChunkOutcome::Results(bytes) => Items::new(bytes)
-            .enumerate()
-            .map(|(pos, item)| {
-                let index = index_of(pos);
-                let (tag, body) = item.map_err(|e| Error::Decode {
-                    index,
-                    what: DataKind::Result,
-                    message: e.0,
-                })?;
-                decode_item(tag, body, index, pos, meta)
-            })
-            .collect(),
+        ChunkOutcome::Results(bytes) => {
+            let mut results = Vec::with_capacity(meta.count as usize);
+            for item in Items::new(bytes) {
+                let pos = results.len();
+                match item {
+                    Ok((items::RES_RUN, body)) => match run(body, pos, meta, indexed) {
+                        Ok(values) => results.extend(values.into_iter().map(Ok)),
+                        Err(e) => results.push(Err(e)),
+                    },
+                    Ok((tag, body)) => results.push(decode_item(tag, body, index_of(pos), pos, meta)),
+                    Err(e) => results.push(Err(Error::Decode {
+                        index: index_of(pos),
+                        what: DataKind::Result,
+                        message: e.0,
+                    })),
+                }
+            }
+            results
+        }
     }
+}
+
+/// The values of a run of plain results whose first item is at position
+/// `pos` of the chunk (the supervisor checked its shape).
+fn run<R: 'static>(body: &[u8], pos: usize, meta: &ChunkMeta, indexed: bool) -> Result<Vec<R>, Error> {
+    let mut values = Vec::new();
+    extend_with_run(&mut values, body).map_err(|message| Error::Decode {
+        index: indexed.then_some(meta.first + pos),
+        what: DataKind::Result,
+        message,
+    })?;
+    Ok(values)
+}
+
+/// Appends the values of a run of plain results to `values`.
+#[expect(clippy::ptr_arg, reason = "the values are downcast as a `Vec`")]
+fn extend_with_run<R: 'static>(values: &mut Vec<R>, body: &[u8]) -> Result<(), String> {
+    let (size, bytes) = items::run_values(body).map_err(|e| e.0)?;
+    if plain::size_of::<R>() != Some(size) || !plain::extend_from(values, bytes) {
+        return Err(format!(
+            "a run of {size}-byte values is not a {}",
+            std::any::type_name::<R>()
+        ));
+    }
+    Ok(())
 }
 
 fn decode_item<R: DeserializeOwned>(
@@ -180,7 +216,10 @@ pub(crate) struct Collect<R: Send + 'static> {
 }
 
 struct CollectState<R: Send + 'static> {
-    /// Finished chunks by the input position of their first item.
+    /// The values of the first items, in order, put in place as their
+    /// chunks come.
+    front: Vec<R>,
+    /// Other finished chunks by the input position of their first item.
     parts: BTreeMap<usize, Vec<R>>,
     /// Items whose chunk is done.
     done: usize,
@@ -197,6 +236,7 @@ impl<R: Send + 'static> Collect<R> {
         Arc::new(Collect {
             progress,
             state: Mutex::new(CollectState {
+                front: Vec::new(),
                 parts: BTreeMap::new(),
                 done: 0,
                 total: None,
@@ -224,7 +264,8 @@ impl<R: Send + 'static> Collect<R> {
             Some((_, error)) => Err(error),
             None => {
                 let parts = std::mem::take(&mut state.parts);
-                let mut values = Vec::with_capacity(state.done);
+                let mut values = std::mem::take(&mut state.front);
+                values.reserve(state.done - values.len());
                 for part in parts.into_values() {
                     values.extend(part);
                 }
@@ -239,38 +280,85 @@ impl<R: Send + 'static> Collect<R> {
     }
 }
 
+impl<R: DeserializeOwned + Send + 'static> Collect<R> {
+    /// Decodes a chunk's values onto the end of `values`, up to its first
+    /// failure, which it returns with its input position.
+    fn decode_into(
+        values: &mut Vec<R>,
+        meta: &ChunkMeta,
+        outcome: ChunkOutcome<'_>,
+    ) -> Option<(usize, Error)> {
+        let bytes = match outcome {
+            ChunkOutcome::Failed(error) => return Some((meta.first, error.at_index(meta.first))),
+            ChunkOutcome::Results(bytes) => bytes,
+        };
+        values.reserve(meta.count as usize);
+        let start = values.len();
+        for item in Items::new(bytes) {
+            // Only values come before the first error.
+            let pos = values.len() - start;
+            let index = meta.first + pos;
+            let result = match item {
+                Ok((items::RES_RUN, body)) => {
+                    extend_with_run(values, body).map_err(|message| Error::Decode {
+                        index: Some(index),
+                        what: DataKind::Result,
+                        message,
+                    })
+                }
+                Ok((tag, body)) => decode_item(tag, body, Some(index), pos, meta).map(|v| values.push(v)),
+                Err(e) => Err(Error::Decode {
+                    index: Some(index),
+                    what: DataKind::Result,
+                    message: e.0,
+                }),
+            };
+            if let Err(e) = result {
+                return Some((index, e));
+            }
+        }
+        None
+    }
+}
+
 impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
         // Straight into the values: a `map` of a million items must not
-        // build a million `Result`s first.
-        let mut values = Vec::with_capacity(meta.count as usize);
-        let mut first_error = None;
-        match outcome {
-            ChunkOutcome::Failed(error) => first_error = Some((meta.first, error.at_index(meta.first))),
-            ChunkOutcome::Results(bytes) => {
-                for (pos, item) in Items::new(bytes).enumerate() {
-                    let index = meta.first + pos;
-                    let result = item
-                        .map_err(|e| Error::Decode {
-                            index: Some(index),
-                            what: DataKind::Result,
-                            message: e.0,
-                        })
-                        .and_then(|(tag, body)| decode_item(tag, body, Some(index), pos, meta));
-                    match result {
-                        Ok(v) => values.push(v),
-                        Err(e) => {
-                            first_error = Some((index, e));
-                            break;
-                        }
-                    }
+        // build a million `Result`s first. Plain values that come in order
+        // (no user code runs to decode them) go straight to their place
+        // in the output, with no copy when the call ends.
+        if plain::size_of::<R>().is_some() {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.error.is_none() && state.front.len() == meta.first {
+                let mut front = std::mem::take(&mut state.front);
+                let first_error = Self::decode_into(&mut front, meta, outcome);
+                while let Some(part) = state.parts.remove(&front.len()) {
+                    front.extend(part);
                 }
+                state.front = front;
+                return self.settle(state, meta, Vec::new(), first_error);
             }
         }
+        let mut values = Vec::new();
+        let first_error = Self::decode_into(&mut values, meta, outcome);
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.settle(state, meta, values, first_error);
+    }
+}
+
+impl<R: Send + 'static> Collect<R> {
+    /// Records a chunk whose values (if not already in place) are
+    /// `values`, and whose first failure is `first_error`.
+    fn settle(
+        &self,
+        mut state: std::sync::MutexGuard<'_, CollectState<R>>,
+        meta: &ChunkMeta,
+        values: Vec<R>,
+        first_error: Option<(usize, Error)>,
+    ) {
         if let Some(progress) = &self.progress {
             progress.advance(meta.count, first_error.as_ref().map(|(_, e)| e));
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.done += meta.count as usize;
         // The call failed: its values are nobody's.
         let unwanted = match first_error {
@@ -278,12 +366,21 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Collect<R> {
                 if state.error.as_ref().is_none_or(|(old, _)| at < *old) {
                     state.error = Some((at, e));
                 }
+                // Parts never overlap: the front holds the first items,
+                // `values` (when the front does not hold them) this chunk's.
                 let mut parts = std::mem::take(&mut state.parts);
-                parts.insert(meta.first, values);
+                let front = std::mem::take(&mut state.front);
+                for (at, part) in [(0, front), (meta.first, values)] {
+                    if !part.is_empty() {
+                        parts.insert(at, part);
+                    }
+                }
                 parts
             }
             None if state.error.is_none() => {
-                state.parts.insert(meta.first, values);
+                if !values.is_empty() {
+                    state.parts.insert(meta.first, values);
+                }
                 BTreeMap::new()
             }
             None => BTreeMap::from([(meta.first, values)]),
@@ -329,7 +426,7 @@ impl<R> Forward<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> Sink for Forward<R> {
+impl<R: DeserializeOwned + Send + 'static> Sink for Forward<R> {
     fn complete(&self, meta: &ChunkMeta, outcome: ChunkOutcome<'_>) {
         let (came, bytes) = match &outcome {
             ChunkOutcome::Failed(_) => (None, 0),
@@ -450,6 +547,53 @@ mod tests {
         items::push_bytes(&mut bad, 99, b"");
         assert!(validate(&bad, 1).is_err());
         assert!(validate(&buf[..buf.len() - 1], 6).is_err());
+    }
+
+    /// The results of a chunk of `values` as runs of plain `u32`s.
+    fn run_of(values: &[u32]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        items::push_run(&mut buf, items::RES_RUN, 4, values.len(), |b| {
+            b.extend(values.iter().flat_map(|v| v.to_ne_bytes()));
+        });
+        buf
+    }
+
+    #[test]
+    fn plain_values_land_in_place_in_any_order_of_chunks() {
+        use crate::result::callbacks::CallbackThread;
+        use crate::result::pending::Pending;
+        use crate::result::slot::AsyncResult;
+        let thread = CallbackThread::start().unwrap();
+        let pending = Arc::new(Pending::default());
+        for order in [[0, 1, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]] {
+            let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
+            let collect = Collect::<u32>::new(resolver, None);
+            for chunk in order {
+                let first = chunk * 3;
+                let values: Vec<u32> = (first as u32..first as u32 + 3).collect();
+                let meta = ChunkMeta {
+                    first,
+                    count: 3,
+                    holes: Vec::new(),
+                };
+                collect.complete(&meta, ChunkOutcome::Results(&run_of(&values)));
+            }
+            collect.seal(12);
+            let got = AsyncResult::new(slot, None).get().unwrap();
+            assert_eq!(got, (0..12).collect::<Vec<u32>>(), "order {order:?}");
+        }
+        // A run of another type is an error for its first item.
+        let (slot, resolver) = Resolver::new(None, &thread.sender(), || pending.token());
+        let collect = Collect::<u64>::new(resolver, None);
+        let meta = ChunkMeta {
+            first: 0,
+            count: 2,
+            holes: Vec::new(),
+        };
+        collect.complete(&meta, ChunkOutcome::Results(&run_of(&[1, 2])));
+        collect.seal(2);
+        let err = AsyncResult::new(slot, None).get().unwrap_err();
+        assert!(matches!(&err, Error::Decode { index: Some(0), .. }), "{err:?}");
     }
 
     #[test]

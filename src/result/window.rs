@@ -111,6 +111,14 @@ impl Window {
         bytes < self.budget || (self.out.len() < self.workers && self.result_bytes < self.budget)
     }
 
+    /// The size of the next chunk, with `held` items read and not yet
+    /// yielded: the chunk size, cut so that the window never holds more
+    /// than its item bound (call it when [`may_read`](Self::may_read)).
+    pub(crate) fn next_size(&self, held: usize) -> usize {
+        let items = self.size.saturating_mul(CHUNKS_PER_WORKER * self.workers);
+        self.size.min(items.saturating_sub(held)).max(1)
+    }
+
     /// A chunk of `count` items from input position `first`, `bytes` long,
     /// was submitted at `at`.
     pub(crate) fn sent(&mut self, first: usize, count: usize, bytes: usize, at: Instant) {
@@ -231,6 +239,10 @@ mod tests {
         assert!(w.may_read(0));
         assert!(w.may_read(3 * CHUNKS_PER_WORKER * 2 - 1));
         assert!(!w.may_read(3 * CHUNKS_PER_WORKER * 2));
+        // The last chunk is cut to the bound.
+        assert_eq!(w.next_size(0), 3);
+        assert_eq!(w.next_size(3 * CHUNKS_PER_WORKER * 2 - 2), 2);
+        assert_eq!(w.next_size(3 * CHUNKS_PER_WORKER * 2 - 1), 1);
     }
 
     #[test]

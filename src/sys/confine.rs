@@ -223,8 +223,8 @@ struct SigsysInfo {
 const _: () = assert!(std::mem::size_of::<SigsysInfo>() <= std::mem::size_of::<libc::siginfo_t>());
 
 /// Records the refused call and ends the process with SIGSYS. Only atomic
-/// loads and stores and one `tgkill`, which the filter allows for this
-/// process.
+/// loads and stores, `send` and one `tgkill`, which the filter allows for
+/// this process.
 extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     let pid = PID.load(Ordering::Relaxed);
     if let Some(marker) = REPORT_TO.get()
@@ -235,6 +235,9 @@ extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, _conte
         // of its layout for SIGSYS.
         let syscall = unsafe { (*info.cast::<SigsysInfo>()).syscall };
         marker.set_violation(pid, syscall as u32);
+        // The results finished before this task go first (`send` is
+        // allowed: results always go out with it).
+        super::held::send();
     }
     // SAFETY: signals this thread of this process; SIGSYS is blocked while
     // the handler runs, so it is delivered as the handler returns, with the

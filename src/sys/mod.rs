@@ -8,6 +8,7 @@
 
 pub(crate) mod confine;
 pub(crate) mod fd;
+pub(crate) mod held;
 pub(crate) mod image;
 pub(crate) mod output;
 pub(crate) mod process;

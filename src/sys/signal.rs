@@ -215,7 +215,7 @@ fn guard_range(below: usize, top: usize, limit: Option<usize>, gap: usize) -> Ra
 }
 
 /// The handler. Async-signal-safe: atomic loads and stores, `write`,
-/// `sigaction` and `raise`; no allocation, no locks.
+/// `send`, `sigaction` and `raise`; no allocation, no locks.
 extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     let Some(watch) = WATCH.get() else {
         return;
@@ -230,6 +230,8 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, _context
         // SAFETY: `getpid` is async-signal-safe and cannot fail.
         let pid = unsafe { libc::getpid() };
         watch.marker.set_stack_overflow(pid as u32);
+        // The results finished before this task go first.
+        super::held::send();
         // SAFETY: `write` is async-signal-safe; it reads `MESSAGE`, a
         // static. What it returns does not matter: the process is ending.
         let _ = unsafe { libc::write(libc::STDERR_FILENO, MESSAGE.as_ptr().cast(), MESSAGE.len()) };

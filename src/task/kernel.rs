@@ -13,8 +13,8 @@ use crate::protocol::message::Target;
 
 /// A task function's types: what a worker needs to run one item.
 pub(crate) trait Kernel: 'static {
-    type In: DeserializeOwned;
-    type Out: Serialize;
+    type In: DeserializeOwned + 'static;
+    type Out: Serialize + 'static;
     /// The task function as the runner calls it: a fn pointer, or the value
     /// of a fn item type.
     type Func: Copy;
@@ -115,7 +115,7 @@ pub(crate) struct Star<F, Args>(PhantomData<fn(Args) -> F>);
 impl<F, Args> Kernel for Star<F, Args>
 where
     F: StarFn<Args> + Copy + 'static,
-    F::Output: Serialize,
+    F::Output: Serialize + 'static,
     Args: DeserializeOwned + 'static,
 {
     type In = Args;

@@ -20,6 +20,7 @@
 mod kernel;
 pub(crate) mod panics;
 mod runner;
+mod runs;
 
 pub(crate) use kernel::{Init, Kernel, Star, Unary};
 

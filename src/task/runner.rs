@@ -3,12 +3,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{Kernel, panics};
+use super::{Kernel, panics, runs};
 use crate::error::RemotePanic;
 use crate::func::{FunctionId, Image};
 use crate::protocol::ProtocolError;
 use crate::protocol::codec;
-use crate::protocol::items::{self, ARG_HOLE, ARG_VALUE, Items, PushError};
+use crate::protocol::items::{self, ARG_HOLE, ARG_RUN, ARG_VALUE, Items, PushError};
 use crate::protocol::message::{MAX_RESULT_ITEM, Results, Target, Timing};
 use crate::sys::shm::RUNNING_ITEM;
 
@@ -42,8 +42,11 @@ pub(crate) fn run_chunk<K: Kernel + ?Sized>(
             target.func
         )));
     };
-    let mut timing = Timing::default();
     let mut items = Items::new(items);
+    if let Some(Ok((ARG_RUN, _))) = items.clone().next() {
+        return runs::run_runs::<K>(func, items, out);
+    }
+    let mut timing = Timing::default();
     let mut args = Vec::with_capacity(BATCH_ITEMS);
     let mut values = Vec::with_capacity(BATCH_ITEMS);
     let mut count = 0u32;
@@ -110,14 +113,17 @@ enum Ran<R> {
 /// Appends the result item for one outcome. Every failure becomes that
 /// item's result; nothing unwinds out.
 fn push_result<R: serde::Serialize>(ran: Ran<R>, out: &mut Vec<u8>) {
-    let value = match ran {
-        Ran::Value(Ok(value)) => value,
-        Ran::Value(Err(panic)) => return push_panic(&panic, out),
-        Ran::BadArgument(message) => {
-            return items::push_bytes(out, items::RES_ARG_DECODE, message.as_bytes());
-        }
-        Ran::Hole => return items::push_bytes(out, items::RES_SKIPPED, &[]),
-    };
+    match ran {
+        Ran::Value(Ok(value)) => push_value(value, out),
+        Ran::Value(Err(panic)) => push_panic(&panic, out),
+        Ran::BadArgument(message) => items::push_bytes(out, items::RES_ARG_DECODE, message.as_bytes()),
+        Ran::Hole => items::push_bytes(out, items::RES_SKIPPED, &[]),
+    }
+}
+
+/// Appends the result item for a task's value: the value encoded, or the
+/// error that encoding it (or dropping it) gave.
+pub(super) fn push_value<R: serde::Serialize>(value: R, out: &mut Vec<u8>) {
     let start = out.len();
     let mut failed_encode = None;
     // `Serialize` and `Drop` are user code too: a panic in either is the
@@ -153,7 +159,8 @@ fn push_result<R: serde::Serialize>(ran: Ran<R>, out: &mut Vec<u8>) {
     }
 }
 
-fn push_panic(panic: &RemotePanic, out: &mut Vec<u8>) {
+/// Appends the result item for a task's panic.
+pub(super) fn push_panic(panic: &RemotePanic, out: &mut Vec<u8>) {
     if items::push_with(out, items::RES_PANIC, |buf| codec::encode(panic, buf)).is_err() {
         items::push_bytes(out, items::RES_PANIC, &[]);
     }

@@ -2,8 +2,9 @@
 //! the executable, then serve tasks until the parent closes the channel.
 
 use std::ffi::OsString;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use crate::bootstrap::{self, EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, WorkerEnv};
 use crate::func::{FunctionId, Image, Runner};
@@ -14,6 +15,8 @@ use crate::sandbox::{self, Policy};
 use crate::sys;
 use crate::sys::shm::Marker;
 use crate::task::panics;
+
+use super::replies::{Replies, flush_output};
 
 /// The worker's `main`: never returns.
 pub(crate) fn run(value: OsString) -> ! {
@@ -137,8 +140,10 @@ fn last_words(channel: &UnixStream, marker: &'static Marker) {
     }
     match channel.try_clone() {
         Ok(channel) => panics::report_aborting_panics(move |panic| {
-            // What the task printed comes first; the result follows.
+            // What the task printed comes first, then the results held
+            // back; this task's outcome follows.
             flush_output();
+            sys::held::send();
             let _ = sys::fd::send_all(&channel, &message::panic_frame(marker.get(), panic));
         }),
         Err(e) => eprintln!(
@@ -170,8 +175,19 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
     let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut body = Vec::new();
     let mut out = Vec::new();
+    let mut replies = Replies::default();
     loop {
-        let kind = match frame::read_frame(&mut reader, &mut body, DEFAULT_MAX_BODY) {
+        let read = frame::read_frame(&mut reader, &mut body, DEFAULT_MAX_BODY);
+        // Results held back go out before anything else does (a task only
+        // follows them at once if it was read whole before).
+        let task = matches!(
+            read.as_ref().map(|&kind| ToWorker::decode(kind, &body)),
+            Ok(Ok(ToWorker::Task { .. }))
+        );
+        if !task && replies.flush(channel).is_err() {
+            return 0;
+        }
+        let kind = match read {
             Ok(kind) => kind,
             Err(ReadError::Closed) => return 0,
             Err(ReadError::Truncated) => return fault(channel, "the parent's frame was cut short"),
@@ -211,7 +227,11 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
         // From here on the job counts as started if the worker dies.
         marker.set(job);
         let mut send_part = |part: &[u8]| {
-            // What the items printed comes before their results.
+            // What the items printed, and the results held back, come
+            // before these results.
+            if replies.flush(channel).is_err() {
+                sys::process::exit_now(0);
+            }
             flush_output();
             if sys::fd::send_all(channel, part).is_err() {
                 // The parent is gone.
@@ -224,18 +244,23 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
         let timing = match outcome {
             Ok((n, timing)) if n == count => timing,
             Ok((n, _)) => {
+                let _ = replies.flush(channel);
                 return fault(
                     channel,
                     &format!("task {job} announced {count} items but holds {n}"),
                 );
             }
-            Err(e) => return fault(channel, &format!("task {job}: {e}")),
+            Err(e) => {
+                let _ = replies.flush(channel);
+                return fault(channel, &format!("task {job}: {e}"));
+            }
         };
         if let Err(size) = message::finish_done(&mut out, job, held, timing, DEFAULT_MAX_BODY) {
             too_large(&mut out, job, held, size);
         }
-        flush_output();
-        if sys::fd::send_all(channel, &out).is_err() {
+        let took = Duration::from_nanos(timing.decode_ns + timing.run_ns + timing.encode_ns);
+        let next_in_hand = frame::begins_with_whole_frame(reader.buffer());
+        if replies.finished(channel, &out, took, next_in_hand).is_err() {
             return 0;
         }
     }
@@ -285,17 +310,11 @@ fn fault(channel: &UnixStream, reason: &str) -> i32 {
     EXIT_PROTOCOL
 }
 
-/// Task output must reach the terminal before the result reaches the
-/// parent, and must not be lost when the worker is later killed.
-fn flush_output() {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::message::Target;
+    use std::io::Write;
 
     /// Sends one task for job 1 to `serve`, and returns its exit code and
     /// what it answered.

@@ -15,6 +15,7 @@ mod cancel;
 mod chaos;
 mod cpython_pool;
 mod cpython_worker_errors;
+mod fast_path;
 mod foundation;
 mod imap_lazy;
 mod large_results;

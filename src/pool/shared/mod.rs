@@ -115,8 +115,10 @@ impl Refused {
 /// What a supervisor learns when its worker is gone.
 #[derive(Debug)]
 pub(crate) struct Lost {
-    /// The jobs it held: the first was running, the others were sent
-    /// ahead and never started.
+    /// The jobs it held, in the order it runs them: the one it last
+    /// started (see its marker) was running; those before it ran, their
+    /// results held back; those after it were sent ahead and never
+    /// started.
     pub(crate) held: VecDeque<Running>,
     pub(crate) lifecycle: Lifecycle,
     /// Why the pool killed the worker running the first held job.
