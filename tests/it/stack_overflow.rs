@@ -157,3 +157,26 @@ fn an_overflow_in_the_middle_of_a_chunk_fails_only_its_item() {
         }
     }
 }
+
+/// Short tasks sent ahead to one worker: it holds some results back to
+/// send them together (result coalescing). A stack overflow sends them
+/// first, so every task before it gives its value, and the ones after it
+/// run on the replacement.
+#[test]
+fn results_held_back_reach_the_parent_before_an_overflow() {
+    bounded_stack();
+    let pool = Pool::new(1).unwrap();
+    fn item(i: u64) -> u64 {
+        if i == 150 { overflow(i) } else { i * 10 }
+    }
+    // Warm up the pool's estimate of the task time, so that it sends ahead.
+    pool.with_chunksize(1).map(item, 0..100).unwrap();
+    let handles: Vec<_> = (0..300).map(|i| pool.apply_async(item, i).unwrap()).collect();
+    for (i, handle) in handles.iter().enumerate() {
+        match (i, handle.get()) {
+            (150, Err(Error::WorkerDied { cause, .. })) => assert!(cause.is_stack_overflow(), "{cause:?}"),
+            (_, Ok(v)) if i != 150 => assert_eq!(v, i as u64 * 10),
+            (_, other) => panic!("task {i}: {other:?}"),
+        }
+    }
+}
