@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -236,18 +235,21 @@ impl Encoder {
         first: usize,
         sink: &Arc<dyn Sink>,
     ) -> Option<Job> {
-        let started = Instant::now();
-        let mut frame = Vec::new();
+        // Room for the headers and a small item: an `apply` allocates once.
+        let mut frame = Vec::with_capacity(128);
         message::start_task(&mut frame);
         let mut holes = Vec::new();
-        let count = match plain::size_of::<A>() {
-            Some(width) => self.plain_items(items, size, width, &mut frame),
-            None => self.items(items, size, &mut frame, &mut holes),
-        };
+        let count = shared
+            .stats
+            .parent_codec(size.try_into().unwrap_or(u32::MAX), || {
+                match plain::size_of::<A>() {
+                    Some(width) => self.plain_items(items, size, width, &mut frame),
+                    None => self.items(items, size, &mut frame, &mut holes),
+                }
+            });
         if count == 0 {
             return None;
         }
-        shared.stats.parent_codec(started.elapsed());
         let id = shared.next_job_id();
         let unsendable = message::finish_task(&mut frame, id, self.call, count, self.max_body)
             .err()
@@ -321,6 +323,14 @@ impl Encoder {
         frame: &mut Vec<u8>,
     ) -> u32 {
         let size = size.min(self.chunk_bytes.map_or(usize::MAX, |max| max.div_ceil(width)));
+        if size == 1 {
+            // An `apply`: no `Vec` for one value.
+            let Some(item) = items.next() else { return 0 };
+            items::push_run(frame, items::ARG_RUN, width, 1, |buf| {
+                assert!(plain::put_one(&item, buf), "a plain type puts its bytes");
+            });
+            return 1;
+        }
         let mut count = 0;
         let mut run = Vec::new();
         while count < size {

@@ -3,7 +3,7 @@
 //! returns.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::message::Timing;
 
@@ -108,9 +108,18 @@ impl Stats {
         self.respawns.fetch_add(1, Relaxed);
     }
 
-    /// Time the parent spent encoding arguments or decoding results.
-    pub(crate) fn parent_codec(&self, spent: Duration) {
-        self.parent_codec_ns.fetch_add(nanos(spent), Relaxed);
+    /// Runs `f`, the parent's encoding or decoding of a chunk of `count`
+    /// items, adding the time it took to the parent's codec time. A chunk
+    /// of one item is not timed: two clock reads would cost more than
+    /// its encoding, on every `apply`.
+    pub(crate) fn parent_codec<T>(&self, count: u32, f: impl FnOnce() -> T) -> T {
+        if count <= 1 {
+            return f();
+        }
+        let started = Instant::now();
+        let value = f();
+        self.parent_codec_ns.fetch_add(nanos(started.elapsed()), Relaxed);
+        value
     }
 
     pub(crate) fn snapshot(&self, pids: Vec<Option<u32>>) -> PoolStats {

@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ExitCause};
 use crate::pool::policy::Doom;
@@ -554,14 +554,12 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 // A dropped result counts as failed, when its ticket fails.
                 let (ok, failed) = if cancelled { (0, 0) } else { (ok, count - ok) };
                 shared.stats.chunk_done(seat, ok, failed, count, timing);
-                let decoding = Instant::now();
-                match cancelled {
+                shared.stats.parent_codec(count, || match cancelled {
                     // Cancelled while it ran (sent ahead, or done just as
                     // its worker was being killed): its result is dropped.
                     true => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
                     false => ticket.complete(ChunkOutcome::Results(results)),
-                }
-                shared.stats.parent_codec(decoding.elapsed());
+                });
                 if let Some(replacement) = replacement {
                     return Stop::Retire(Box::new(replacement));
                 }

@@ -54,6 +54,23 @@ pub(crate) fn put_all(values: &dyn Any, out: &mut Vec<u8>) -> bool {
     false
 }
 
+/// Appends the native bytes of `value`, a plain value. Returns `false`
+/// (appending nothing) for anything else.
+pub(crate) fn put_one(value: &dyn Any, out: &mut Vec<u8>) -> bool {
+    macro_rules! put {
+        ($($t:ty)*) => {
+            $(
+                if let Some(value) = value.downcast_ref::<$t>() {
+                    out.extend_from_slice(&value.to_ne_bytes());
+                    return true;
+                }
+            )*
+        };
+    }
+    plain_types!(put);
+    false
+}
+
 /// Appends to `into`, a `Vec<T>` of a plain `T`, the values whose native
 /// bytes `bytes` holds (a whole number of them; a cut value at the end is
 /// ignored). Returns `false` (appending nothing) for anything else.
@@ -102,6 +119,9 @@ mod tests {
         round_trip(vec![-0.5f32, f32::INFINITY]);
         round_trip(vec![f64::MIN_POSITIVE, -1e300]);
         round_trip(Vec::<i16>::new());
+        let mut one = Vec::new();
+        assert!(put_one(&-2i32, &mut one));
+        assert_eq!(one, (-2i32).to_ne_bytes());
     }
 
     #[test]
@@ -112,6 +132,7 @@ mod tests {
         assert_eq!(size_of::<String>(), None);
         let mut out = Vec::new();
         assert!(!put_all(&vec![true], &mut out));
+        assert!(!put_one(&'x', &mut out));
         assert!(!put_all(&7u64, &mut out));
         assert!(out.is_empty());
         let mut strings: Vec<String> = Vec::new();
