@@ -430,9 +430,6 @@ impl<T> AsyncResult<T> {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
-            // Awake, but not in the way: when the pool's own threads (or
-            // its workers) wait for this CPU, they get it.
-            std::thread::yield_now();
         }
     }
 
