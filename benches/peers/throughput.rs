@@ -6,7 +6,10 @@
 use procpool::Pool;
 use rayon::prelude::*;
 
-use crate::harness::{Fallible, Opts, Sample, WORKERS, check_all, timed};
+use crate::harness::{
+    Fallible, Opts, Sample, WORKERS, check_all, check_eq, peak_resident_mib, reset_peak_resident,
+    resident_mib, timed,
+};
 use crate::python;
 use crate::report::{Better, Section, Target};
 use crate::sandboxed;
@@ -68,7 +71,51 @@ pub(crate) fn map_rate(opts: &Opts) -> Fallible<Vec<Section>> {
              Python); rayon on its global pool ({} threads)",
             rayon::current_num_threads()
         ));
-    Ok(std::iter::once(section).chain(sandbox).collect())
+    let large = large_map(opts)?;
+    Ok(std::iter::once(section).chain(sandbox).chain(large).collect())
+}
+
+/// (c) at 10 M items: `map(inc, 0..n)` from a range (no input held), with
+/// the parent's peak resident memory during each `map` next to the size of
+/// its output; rayon as the in-process reference.
+fn large_map(opts: &Opts) -> Fallible<Option<Section>> {
+    if opts.is_smoke() {
+        return Ok(None);
+    }
+    let reps = opts.pick(1, 2, 5);
+    let n: u64 = 10_000_000;
+    let pool = Pool::new(WORKERS)?;
+    pool.map(inc, 0..1_000u64)?;
+    let (mut pp, mut ry, mut peak) = (Sample::new(), Sample::new(), Sample::new());
+    for _ in 0..reps {
+        let before = resident_mib();
+        reset_peak_resident()?;
+        let (got, secs) = timed(|| pool.map(inc, 0..n));
+        let got = got?;
+        peak.push(peak_resident_mib() - before);
+        check_eq("procpool map of 10 M items: length", got.len() as u64, n)?;
+        check_eq("procpool map of 10 M items: last", got[n as usize - 1], n)?;
+        drop(got);
+        pp.push(n as f64 / secs);
+        let (got, secs) = timed(|| (0..n).into_par_iter().map(inc).collect::<Vec<u64>>());
+        check_eq("rayon map of 10 M items: last", got[n as usize - 1], n)?;
+        ry.push(n as f64 / secs);
+    }
+    pool.close();
+    pool.join()?;
+    let output_mib = (n * 8) as f64 / (1 << 20) as f64;
+    Ok(Some(
+        Section::new("(c) map of 10 M trivial items", "items/s", Better::Higher, pp)
+            .peer("rayon par_iter (reference)", ry, None)
+            .note(format!(
+                "{reps} reps of map(inc, 0..{n}) from a range, default chunksize; the parent's \
+                 peak resident memory during a map grew by {:.0} MiB (median; min {:.0}, max {:.0}) \
+                 above its resident memory before it, for an output of {output_mib:.0} MiB",
+                peak.median(),
+                peak.min(),
+                peak.max(),
+            )),
+    ))
 }
 
 /// (d) speedup = serial time ÷ parallel time for `count` spins of about

@@ -183,6 +183,13 @@ pub(crate) struct Encoder {
 /// sooner and frames stay small enough for the allocator to reuse.
 pub(crate) const DEFAULT_CHUNK_BYTES: usize = 8 << 20;
 
+/// With the default chunk size, a chunk of plain values (see
+/// [`plain`]) ends at this size: at a few nanoseconds an item, chunks of
+/// 32 k `u64`s keep both ends busy (the parent encodes and decodes one
+/// chunk while workers run others) with a per-chunk cost lost in the
+/// work.
+pub(crate) const PLAIN_CHUNK_BYTES: usize = 256 << 10;
+
 impl Encoder {
     /// The encoder for `func` run by kernel `K`.
     ///
@@ -322,7 +329,8 @@ impl Encoder {
         width: usize,
         frame: &mut Vec<u8>,
     ) -> u32 {
-        let size = size.min(self.chunk_bytes.map_or(usize::MAX, |max| max.div_ceil(width)));
+        let bound = self.chunk_bytes.map(|max| max.min(PLAIN_CHUNK_BYTES));
+        let size = size.min(bound.map_or(usize::MAX, |max| max.div_ceil(width)));
         if size == 1 {
             // An `apply`: no `Vec` for one value.
             let Some(item) = items.next() else { return 0 };
