@@ -60,7 +60,10 @@
 //! nothing, of one argument (use a tuple for several, or [`Pool::starmap`],
 //! which takes named functions of 2 to 4 arguments). Its argument and
 //! result implement `Serialize` and `Deserialize`; every serde feature
-//! works. There is nothing to register: the function travels as its
+//! works. Arguments and results that are primitive numbers (`u8` to
+//! `u128`, `i8` to `i128`, `usize`, `isize`, `f32`, `f64`) skip serde: a
+//! chunk of them crosses as their bytes, one after another, and a panic
+//! still fails only its own item. There is nothing to register: the function travels as its
 //! address in the (identical) worker executable. A closure that captures
 //! variables is refused at compile time, with rustc's note that closures
 //! "can only be coerced to `fn` types if they do not capture any
