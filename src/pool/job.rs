@@ -246,14 +246,13 @@ impl Encoder {
         let mut frame = Vec::with_capacity(128);
         message::start_task(&mut frame);
         let mut holes = Vec::new();
-        let count = shared
-            .stats
-            .parent_codec(size.try_into().unwrap_or(u32::MAX), || {
-                match plain::size_of::<A>() {
-                    Some(width) => self.plain_items(items, size, width, &mut frame),
-                    None => self.items(items, size, &mut frame, &mut holes),
-                }
-            });
+        let count = shared.stats.parent_encoding(|| {
+            let count = match plain::size_of::<A>() {
+                Some(width) => self.plain_items(items, size, width, &mut frame),
+                None => self.items(items, size, &mut frame, &mut holes),
+            };
+            (count, count, frame.len())
+        });
         if count == 0 {
             return None;
         }

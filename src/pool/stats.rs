@@ -108,12 +108,23 @@ impl Stats {
         self.respawns.fetch_add(1, Relaxed);
     }
 
-    /// Runs `f`, the parent's encoding or decoding of a chunk of `count`
-    /// items, adding the time it took to the parent's codec time. A chunk
-    /// of one item is not timed: two clock reads would cost more than
-    /// its encoding, on every `apply`.
-    pub(crate) fn parent_codec<T>(&self, count: u32, f: impl FnOnce() -> T) -> T {
-        if count <= 1 {
+    /// Runs `f`, the parent's encoding of a chunk, which returns its value
+    /// with the chunk's item count and size in bytes, adding the time it
+    /// took to the parent's codec time (see [`timed`] for what is not).
+    pub(crate) fn parent_encoding<T>(&self, f: impl FnOnce() -> (T, u32, usize)) -> T {
+        let started = Instant::now();
+        let (value, count, bytes) = f();
+        if timed(count, bytes) {
+            self.parent_codec_ns.fetch_add(nanos(started.elapsed()), Relaxed);
+        }
+        value
+    }
+
+    /// Runs `f`, the parent's decoding (and delivering) of the results of a
+    /// chunk of `count` items and `bytes` bytes, adding the time it took to
+    /// the parent's codec time (see [`timed`] for what is not).
+    pub(crate) fn parent_decoding<T>(&self, count: u32, bytes: usize, f: impl FnOnce() -> T) -> T {
+        if !timed(count, bytes) {
             return f();
         }
         let started = Instant::now();
@@ -144,6 +155,17 @@ impl Stats {
         }
     }
 }
+
+/// Whether the parent times the encoding or decoding of a chunk of `count`
+/// items and `bytes` bytes: not for one small item (every `apply`), where
+/// reading the clock (about 40 ns here) would cost about as much as the
+/// work it measures.
+fn timed(count: u32, bytes: usize) -> bool {
+    count > 1 || bytes > SMALL_ITEM
+}
+
+/// The size up to which one item counts as small, for [`timed`].
+const SMALL_ITEM: usize = 4 << 10;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -186,7 +208,9 @@ pub struct PoolStats {
     /// Time workers spent decoding arguments and encoding results.
     pub worker_codec_time: Duration,
     /// Time the parent spent encoding arguments and decoding results
-    /// (including delivering them).
+    /// (including delivering them). Chunks of a single item of at most
+    /// 4 KiB (the typical `apply`) are not timed: reading the clock would
+    /// cost about as much as their encoding.
     pub parent_codec_time: Duration,
     /// Per worker seat (a seat keeps its counts across replacements).
     pub workers: Vec<WorkerStats>,
@@ -236,5 +260,23 @@ impl std::fmt::Display for PoolStats {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_small_item_goes_untimed() {
+        assert!(!timed(1, 0));
+        assert!(!timed(1, SMALL_ITEM));
+        assert!(timed(1, SMALL_ITEM + 1));
+        assert!(timed(2, 16));
+        let stats = Stats::new(1);
+        stats.parent_decoding(1, 8, || std::thread::sleep(Duration::from_millis(2)));
+        assert_eq!(stats.parent_codec_ns.load(Relaxed), 0);
+        stats.parent_decoding(2, 8, || std::thread::sleep(Duration::from_millis(2)));
+        assert!(stats.parent_codec_ns.load(Relaxed) >= 2_000_000);
     }
 }

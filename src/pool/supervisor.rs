@@ -554,12 +554,14 @@ fn serve(shared: &Shared, seat: usize, worker: &mut WorkerProcess) -> Stop {
                 // A dropped result counts as failed, when its ticket fails.
                 let (ok, failed) = if cancelled { (0, 0) } else { (ok, count - ok) };
                 shared.stats.chunk_done(seat, ok, failed, count, timing);
-                shared.stats.parent_codec(count, || match cancelled {
-                    // Cancelled while it ran (sent ahead, or done just as
-                    // its worker was being killed): its result is dropped.
-                    true => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
-                    false => ticket.complete(ChunkOutcome::Results(results)),
-                });
+                shared
+                    .stats
+                    .parent_decoding(count, results.len(), || match cancelled {
+                        // Cancelled while it ran (sent ahead, or done just as
+                        // its worker was being killed): its result is dropped.
+                        true => ticket.complete(ChunkOutcome::Failed(Error::Cancelled)),
+                        false => ticket.complete(ChunkOutcome::Results(results)),
+                    });
                 if let Some(replacement) = replacement {
                     return Stop::Retire(Box::new(replacement));
                 }
