@@ -129,9 +129,9 @@ pub(crate) fn apply_async_rate(opts: &Opts) -> Fallible<Vec<Section>> {
         .peer(
             "Python apply_async (fork)",
             py.take("apply_async_per_s")?,
-            Some(Target::AtLeast(20.0)),
+            Some(Target::AtLeast(30.0)),
         )
-        .peer("procspawn Pool spawn, then join", ps, Some(Target::AtLeast(20.0)))
+        .peer("procspawn Pool spawn, then join", ps, Some(Target::AtLeast(30.0)))
         .note(format!(
             "{reps} reps of {n} tasks submitted then got in order (Python {py_n}, procspawn {spawn_n}); \
              {WORKERS} workers"
