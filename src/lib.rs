@@ -150,6 +150,7 @@ mod task;
 mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
+pub use protocol::bytes::Bytes;
 pub use pool::{Call, Pool, PoolBuilder, PoolStats, WorkerStats};
 pub use result::{AsyncResult, Callbacks, IMap, IMapStream, IMapUnordered, IntoCallbacks, NoCallbacks};
 pub use sandbox::{Enforcement, Sandbox, SandboxReport, SyscallRule};

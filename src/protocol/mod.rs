@@ -10,16 +10,21 @@
 //! is explicit in every `Task` frame: a [`message::Target`], three numbers
 //! whose meaning belongs to the `func` layer above.
 //!
+//! Large byte payloads ([`bytes::Bytes`]) cross as shared memory regions
+//! whose descriptors travel beside the frames ([`attach`]).
+//!
 //! Nothing here does I/O on its own or trusts its input: every decoder
 //! checks lengths and kinds and reports a [`ProtocolError`].
 
+pub(crate) mod attach;
+pub(crate) mod bytes;
 pub(crate) mod codec;
 pub(crate) mod frame;
 pub(crate) mod items;
 pub(crate) mod message;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

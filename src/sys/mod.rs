@@ -11,6 +11,7 @@ pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod output;
 pub(crate) mod process;
+pub(crate) mod region;
 pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod tree;

@@ -9,9 +9,10 @@ use crate::bootstrap::{self, EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, Worke
 use crate::func::{FunctionId, Image, Runner};
 use crate::protocol::frame::{self, DEFAULT_MAX_BODY, ReadError};
 use crate::protocol::message::{self, ToWorker};
-use crate::protocol::{PROTOCOL_VERSION, codec, items};
+use crate::protocol::{PROTOCOL_VERSION, attach, codec, items};
 use crate::sandbox::{self, Policy};
 use crate::sys;
+use crate::sys::fd::FdReader;
 use crate::sys::shm::Marker;
 use crate::task::panics;
 
@@ -167,11 +168,15 @@ fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
 fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed: bool) -> i32 {
     let mut locked = !sandboxed;
     let mut initialized = false;
-    let mut reader = BufReader::with_capacity(64 * 1024, channel);
+    // Shared regions come beside the tasks, and go back beside results.
+    let (mut reader, mut inbox) = match regions(channel) {
+        Ok(reader) => (reader, attach::Inbox::default()),
+        Err(e) => return fault(channel, &format!("cannot read the channel: {e}")),
+    };
     let mut body = Vec::new();
     let mut out = Vec::new();
     loop {
-        let kind = match frame::read_frame(&mut reader, &mut body, DEFAULT_MAX_BODY) {
+        let kind = match attach::read_frame(&mut reader, &mut inbox, &mut body, DEFAULT_MAX_BODY, attach::DESCS_TO_WORKER) {
             Ok(kind) => kind,
             Err(ReadError::Closed) => return 0,
             Err(ReadError::Truncated) => return fault(channel, "the parent's frame was cut short"),
@@ -239,6 +244,14 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
             return 0;
         }
     }
+}
+
+/// The reader of the channel, which keeps the descriptors of the regions
+/// the parent sends; a result's regions are sent to the parent as they are
+/// encoded (see `protocol::attach`).
+fn regions(channel: &UnixStream) -> std::io::Result<BufReader<FdReader>> {
+    attach::send_results_through(channel)?;
+    Ok(BufReader::with_capacity(64 * 1024, FdReader::new(channel.try_clone()?)))
 }
 
 /// Locks the worker down under the encoded `policy`, and tells the parent
