@@ -54,11 +54,15 @@ pub(crate) fn read_frame(
             e => e,
         })?;
         if kind == descs {
-            inbox.receive(reader.get_mut(), body).map_err(ReadError::Protocol)?;
+            inbox
+                .receive(reader.get_mut(), body)
+                .map_err(ReadError::Protocol)?;
             continue;
         }
         let buffered = reader.buffer().len();
-        inbox.deliver(reader.get_mut(), buffered).map_err(ReadError::Protocol)?;
+        inbox
+            .deliver(reader.get_mut(), buffered)
+            .map_err(ReadError::Protocol)?;
         return Ok(kind);
     }
 }
@@ -76,6 +80,16 @@ enum Outbox {
 thread_local! {
     static OUTBOX: RefCell<Outbox> = const { RefCell::new(Outbox::Off) };
     static INBOX: RefCell<Vec<Arc<Sealed>>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<Arc<Sealed>>> = const { RefCell::new(Vec::new()) };
+    static LATER: RefCell<Vec<Arc<TaskFrame>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps the frame of a finished job until this thread's reader next
+/// waits for a message ([`Inbox::clear`]): freeing a large frame, or the
+/// last handle on its regions, then delays neither the worker's next job
+/// nor the job's result.
+pub(crate) fn drop_later(frame: Arc<TaskFrame>) {
+    LATER.with_borrow_mut(|later| later.push(frame));
 }
 
 /// Offers `sealed` to the encoding in progress on this thread: `true` if it
@@ -211,17 +225,19 @@ fn send_descs(channel: &UnixStream, kind: u8, fds: &[RawFd]) -> io::Result<()> {
 }
 
 /// The descriptors of this thread's reader: those announced by `DESCS`
-/// frames, checked, waiting for the frame that names them.
+/// frames, checked, wait (on this thread) for the frame that names them.
+/// One reader per thread.
 #[derive(Debug, Default)]
-pub(crate) struct Inbox {
-    pending: Vec<Arc<Sealed>>,
-}
+pub(crate) struct Inbox(());
 
 impl Inbox {
-    /// Drops the regions of the frame decoded last (call before waiting
-    /// for the next one).
+    /// Drops the regions of the frame decoded last, and the frames kept by
+    /// [`drop_later`] (call before waiting for the next one).
     pub(crate) fn clear(&mut self) {
         INBOX.with_borrow_mut(Vec::clear);
+        PENDING.with_borrow_mut(Vec::clear);
+        let later = LATER.take();
+        drop(later);
     }
 
     /// Takes the descriptors a `DESCS` frame with `body` announced from
@@ -240,7 +256,7 @@ impl Inbox {
         })?;
         for fd in fds {
             let sealed = Sealed::check(fd).map_err(|e| ProtocolError::new(format!("it sent {e}")))?;
-            self.pending.push(Arc::new(sealed));
+            PENDING.with_borrow_mut(|pending| pending.push(Arc::new(sealed)));
         }
         Ok(())
     }
@@ -250,8 +266,7 @@ impl Inbox {
     /// frame (none may wait when nothing more is buffered) break the
     /// protocol.
     pub(crate) fn deliver(&mut self, reader: &mut FdReader, buffered: usize) -> Result<(), ProtocolError> {
-        let pending = std::mem::take(&mut self.pending);
-        INBOX.set(pending);
+        INBOX.set(PENDING.take());
         if buffered == 0 && reader.held() > 0 {
             let n = reader.held();
             reader.discard();
@@ -360,14 +375,19 @@ mod tests {
     #[test]
     fn hundreds_of_descriptors_cross_in_one_frame() {
         let (a, b) = UnixStream::pair().unwrap();
-        let regions: Vec<Region> = (0..600).map(|i| Region::copy_of(&[i as u8; 10]).unwrap()).collect();
+        let regions: Vec<Region> = (0..600)
+            .map(|i| Region::copy_of(&[i as u8; 10]).unwrap())
+            .collect();
         let fds: Vec<RawFd> = regions.iter().map(|r| r.sealed().fd().as_raw_fd()).collect();
         let sender = std::thread::spawn(move || {
             send_descs(&a, DESCS_TO_WORKER, &fds).unwrap();
             sys::fd::send_all(&a, &text(0x01)).unwrap();
         });
         let mut reader = BufReader::new(FdReader::new(b));
-        assert_eq!(read_one(&mut reader, &mut Inbox::default(), DESCS_TO_WORKER).unwrap(), 0x01);
+        assert_eq!(
+            read_one(&mut reader, &mut Inbox::default(), DESCS_TO_WORKER).unwrap(),
+            0x01
+        );
         sender.join().unwrap();
         for r in &regions {
             assert!(lookup(r.sealed().inode()).is_some());

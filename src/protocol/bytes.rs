@@ -238,7 +238,8 @@ impl fmt::Debug for Bytes {
 /// region's handle stand for the bytes.
 fn is_procpool_codec<T>() -> bool {
     let name = std::any::type_name::<T>();
-    name.starts_with("&mut rmp_serde::encode::Serializer<") || name.starts_with("&mut rmp_serde::decode::Deserializer<")
+    name.starts_with("&mut rmp_serde::encode::Serializer<")
+        || name.starts_with("&mut rmp_serde::decode::Deserializer<")
 }
 
 impl Serialize for Bytes {
@@ -308,7 +309,8 @@ impl<'de> Visitor<'de> for BytesVisitor {
         let sealed = attach::lookup(inode)
             .ok_or_else(|| de::Error::custom(format!("region {inode} did not come with the message")))?;
         let len = usize::try_from(len).map_err(de::Error::custom)?;
-        let region = Region::map(sealed, len).map_err(|e| de::Error::custom(format!("cannot map region {inode}: {e}")))?;
+        let region = Region::map(sealed, len)
+            .map_err(|e| de::Error::custom(format!("cannot map region {inode}: {e}")))?;
         Ok(Bytes::shared(region))
     }
 }
@@ -349,8 +351,11 @@ mod tests {
         assert!(err.contains("did not come with the message"), "{err}");
         // A forged handle is an error too, not a crash.
         let mut forged = Vec::new();
-        rmp_serde::encode::write_named(&mut forged, &std::collections::BTreeMap::from([(HANDLE_KEY, (1u64, 2u64))]))
-            .unwrap();
+        rmp_serde::encode::write_named(
+            &mut forged,
+            &std::collections::BTreeMap::from([(HANDLE_KEY, (1u64, 2u64))]),
+        )
+        .unwrap();
         assert!(codec::decode::<Bytes>(&forged).is_err());
     }
 

@@ -13,7 +13,8 @@
 //! Large byte payloads ([`bytes::Bytes`]) cross as shared memory regions
 //! whose descriptors travel beside the frames ([`attach`]).
 //!
-//! Nothing here does I/O on its own or trusts its input: every decoder
+//! Apart from sending those descriptors, nothing here does I/O on its own;
+//! nothing trusts its input: every decoder
 //! checks lengths and kinds and reports a [`ProtocolError`].
 
 pub(crate) mod attach;

@@ -220,7 +220,11 @@ pub(crate) fn send_with_fds(stream: &UnixStream, mut bytes: &[u8], fds: &[RawFd]
         // One byte per batch at least, the rest with the last one.
         let sent = loop {
             let control = [ControlMessage::ScmRights(batch)];
-            let take = if batch.len() < FDS_PER_MESSAGE { bytes.len() } else { 1 };
+            let take = if batch.len() < FDS_PER_MESSAGE {
+                bytes.len()
+            } else {
+                1
+            };
             let Some(data) = bytes.get(..take.max(1)) else {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -253,7 +257,7 @@ pub(crate) fn send_with_fds(stream: &UnixStream, mut bytes: &[u8], fds: &[RawFd]
 #[derive(Debug)]
 pub(crate) struct FdReader {
     stream: UnixStream,
-    fds: std::collections::VecDeque<OwnedFd>,
+    fds: Vec<OwnedFd>,
 }
 
 impl FdReader {
@@ -265,7 +269,7 @@ impl FdReader {
     pub(crate) fn new(stream: UnixStream) -> FdReader {
         FdReader {
             stream,
-            fds: std::collections::VecDeque::new(),
+            fds: Vec::new(),
         }
     }
 
@@ -313,7 +317,7 @@ impl io::Read for FdReader {
                 for raw in fds {
                     // SAFETY: the kernel just installed this descriptor in
                     // our table for this message; we are its only owner.
-                    self.fds.push_back(unsafe { OwnedFd::from_raw_fd(raw) });
+                    self.fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
                     received += 1;
                 }
             }
@@ -327,7 +331,10 @@ impl io::Read for FdReader {
         if self.fds.len() > FdReader::MAX_HELD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("more than {} descriptors sent and not claimed", FdReader::MAX_HELD),
+                format!(
+                    "more than {} descriptors sent and not claimed",
+                    FdReader::MAX_HELD
+                ),
             ));
         }
         Ok(msg.bytes)

@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The seals every shared region carries.
@@ -74,22 +75,27 @@ impl Sealed {
     }
 }
 
-/// A read-only mapping of the first `len` (> 0) bytes of a [`Sealed`]
-/// memfd, unmapped on drop. The memfd itself lives while a mapping or a
-/// descriptor of it does, in any process.
+/// The first `len` (> 0) bytes of a [`Sealed`] memfd, mapped read-only
+/// (at once, or when first read), and unmapped on drop. The memfd itself
+/// lives while a mapping or a descriptor of it does, in any process.
 #[derive(Debug)]
 pub(crate) struct Region {
     sealed: Arc<Sealed>,
-    ptr: NonNull<u8>,
     len: usize,
+    view: OnceLock<View>,
 }
+
+/// Where a region is mapped.
+#[derive(Debug)]
+struct View(NonNull<u8>);
 
 // SAFETY: the mapping is read-only and its memfd sealed against writes, so
 // its bytes never change: sharing `&[u8]` views of it between threads is
-// as safe as sharing any immutable slice. It is unmapped only on drop.
-unsafe impl Send for Region {}
+// as safe as sharing any immutable slice. It is unmapped only when the
+// `Region` that holds it drops.
+unsafe impl Send for View {}
 // SAFETY: as above.
-unsafe impl Sync for Region {}
+unsafe impl Sync for View {}
 
 impl Region {
     /// A new region holding a copy of `data` (not empty).
@@ -100,7 +106,17 @@ impl Region {
         let file = std::fs::File::from(fd);
         std::os::unix::fs::FileExt::write_all_at(&file, data, 0)?;
         let sealed = seal(OwnedFd::from(file))?;
-        Region::map(Arc::new(sealed), data.len())
+        // Mapped when first read: the maker of a region often only sends
+        // it, and a mapping costs a page table entry per page, twice.
+        Ok(Region::unmapped(Arc::new(sealed), data.len()))
+    }
+
+    fn unmapped(sealed: Arc<Sealed>, len: usize) -> Region {
+        Region {
+            sealed,
+            len,
+            view: OnceLock::new(),
+        }
     }
 
     /// Maps the first `len` bytes of `sealed` (`0 < len <= size`).
@@ -111,17 +127,43 @@ impl Region {
                 format!("{len} bytes of a region of {}", sealed.size),
             ));
         }
-        let mapping = Mapping::new(&sealed.fd, len, libc::PROT_READ, libc::MAP_POPULATE)?;
+        let region = Region::unmapped(sealed, len);
+        region.view()?;
+        Ok(region)
+    }
+
+    /// The mapping, made now if it is not yet.
+    fn view(&self) -> io::Result<&View> {
+        if let Some(view) = self.view.get() {
+            return Ok(view);
+        }
+        let mapping = Mapping::new(&self.sealed.fd, self.len, libc::PROT_READ, libc::MAP_POPULATE)?;
         let ptr = mapping.ptr;
         std::mem::forget(mapping);
-        Ok(Region { sealed, ptr, len })
+        if let Err(View(ours)) = self.view.set(View(ptr)) {
+            // Another thread mapped it first.
+            drop(Mapping {
+                ptr: ours,
+                len: self.len,
+            });
+        }
+        Ok(self.view.get().expect("set above"))
     }
 
     /// The bytes.
+    ///
+    /// # Panics
+    ///
+    /// If the region was not mapped yet and cannot be (the process is out
+    /// of memory or address space).
     pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `self` drops; the
-        // memfd is sealed, so they never change and cannot be cut off.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        let view = match self.view() {
+            Ok(view) => view,
+            Err(e) => panic!("procpool cannot map a shared region of {} bytes: {e}", self.len),
+        };
+        // SAFETY: the view maps `len` readable bytes until `self` drops;
+        // the memfd is sealed, so they never change and cannot be cut off.
+        unsafe { std::slice::from_raw_parts(view.0.as_ptr(), self.len) }
     }
 
     /// The sealed memfd behind the mapping.
@@ -132,9 +174,11 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `ptr` and `len` are the mapping made in `map`; no slice
-        // of it outlives `self` (they borrow it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if let Some(View(ptr)) = self.view.take() {
+            // The mapping made in `view`, with its length; no slice of it
+            // outlives `self` (they borrow it).
+            drop(Mapping { ptr, len: self.len });
+        }
     }
 }
 
@@ -177,7 +221,7 @@ impl Draft {
             Ok(sealed) => sealed,
             Err(_) => return Err(read_back(&fd, len)),
         };
-        Region::map(Arc::new(sealed), len).map_err(|_| read_back(&fd, len))
+        Ok(Region::unmapped(Arc::new(sealed), len))
     }
 }
 
@@ -302,7 +346,8 @@ mod tests {
         let err = Sealed::check(OwnedFd::from(file)).unwrap_err();
         assert!(err.contains("not a memfd"), "{err}");
         // SAFETY: as in `new_memfd`.
-        let raw = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        let raw =
+            unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         assert!(raw >= 0);
         // SAFETY: just created, ours alone.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };

@@ -176,7 +176,13 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
     let mut body = Vec::new();
     let mut out = Vec::new();
     loop {
-        let kind = match attach::read_frame(&mut reader, &mut inbox, &mut body, DEFAULT_MAX_BODY, attach::DESCS_TO_WORKER) {
+        let kind = match attach::read_frame(
+            &mut reader,
+            &mut inbox,
+            &mut body,
+            DEFAULT_MAX_BODY,
+            attach::DESCS_TO_WORKER,
+        ) {
             Ok(kind) => kind,
             Err(ReadError::Closed) => return 0,
             Err(ReadError::Truncated) => return fault(channel, "the parent's frame was cut short"),
@@ -251,7 +257,10 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
 /// encoded (see `protocol::attach`).
 fn regions(channel: &UnixStream) -> std::io::Result<BufReader<FdReader>> {
     attach::send_results_through(channel)?;
-    Ok(BufReader::with_capacity(64 * 1024, FdReader::new(channel.try_clone()?)))
+    Ok(BufReader::with_capacity(
+        64 * 1024,
+        FdReader::new(channel.try_clone()?),
+    ))
 }
 
 /// Locks the worker down under the encoded `policy`, and tells the parent

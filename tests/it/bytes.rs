@@ -10,7 +10,9 @@ use crate::common::{assert_child_passed, run_child_test};
 
 /// A distinct payload of `len` bytes for `seed`.
 fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn sum(data: &[u8]) -> u64 {
@@ -111,7 +113,11 @@ fn vandal(data: Bytes) -> (usize, usize) {
             continue;
         }
         found += 1;
-        match std::fs::OpenOptions::new().read(true).write(true).open(entry.path()) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(entry.path())
+        {
             Ok(file) => {
                 refused += usize::from(file.write_at(b"vandal", 0).is_err());
                 // SAFETY: a new mapping at an address the kernel picks; it
@@ -194,7 +200,10 @@ fn regions_held() -> usize {
         .filter(|t| t.to_string_lossy().starts_with("/memfd:procpool-bytes"))
         .count();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    fds + maps.lines().filter(|l| l.contains("/memfd:procpool-bytes")).count()
+    fds + maps
+        .lines()
+        .filter(|l| l.contains("/memfd:procpool-bytes"))
+        .count()
 }
 
 /// Waits (boundedly) until the process holds `want` regions.
@@ -245,7 +254,10 @@ fn child_worker_death_releases_regions() {
     assert_regions_return_to(base, "after a death without retries");
 
     // With retries, all spent: the region goes after the last attempt.
-    let err = pool.with_retries(2).apply(abort, Bytes::from(&data[..])).unwrap_err();
+    let err = pool
+        .with_retries(2)
+        .apply(abort, Bytes::from(&data[..]))
+        .unwrap_err();
     assert!(matches!(err, Error::WorkerDied { attempts: 3, .. }), "{err:?}");
     assert_regions_return_to(base, "after every attempt died");
 

@@ -23,7 +23,7 @@ use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
 use crate::pool::job::{Job, Ticket};
 use crate::pool::policy::Doom;
-use crate::protocol::attach::TaskFrame;
+use crate::protocol::attach::{self, TaskFrame};
 use crate::protocol::message;
 use crate::result::pending::Pending;
 use crate::worker::handle::Channel;
@@ -274,12 +274,18 @@ impl Shared {
         };
         // A spent worker is replaced once its last job is done; one being
         // killed (its job was done just in time) is not.
-        Ok(Finished {
+        let finished = Finished {
             ticket: running.ticket,
             retire: s.retiring && s.inflight.is_empty() && s.doom.is_none(),
             busy: !s.inflight.is_empty(),
             killed,
-        })
+        };
+        drop(state);
+        // Freeing a large frame or its regions takes a while: not under
+        // the lock, and not before the worker has its next job and the
+        // caller its result.
+        attach::drop_later(running.frame);
+        Ok(finished)
     }
 
     /// The worker of `seat` sent the results of the first `count` items of
