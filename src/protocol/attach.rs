@@ -38,8 +38,8 @@ pub(crate) const DESCS_TO_PARENT: u8 = 0x88;
 /// `body`, as a worker does (the parent reads its way in
 /// `worker::handle`): the regions that came before it are delivered to
 /// this thread, those of the frame read before are dropped first.
-pub(crate) fn read_frame(
-    reader: &mut BufReader<FdReader>,
+pub(crate) fn read_frame<S: std::borrow::Borrow<UnixStream>>(
+    reader: &mut BufReader<FdReader<S>>,
     inbox: &mut Inbox,
     body: &mut Vec<u8>,
     max_body: usize,
@@ -73,8 +73,10 @@ enum Outbox {
     Off,
     /// Kept, for a parent's task frame.
     Collect(Vec<Arc<Sealed>>),
-    /// Sent to the parent at once (a worker's results).
-    Send(UnixStream),
+    /// Sent to the parent at once (a worker's results), through the
+    /// worker's channel, which stays open as long as the process runs (so
+    /// its number, checked to be a socket at each use, names it).
+    Send(RawFd),
 }
 
 thread_local! {
@@ -104,7 +106,10 @@ pub(crate) fn offer(sealed: &Arc<Sealed>) -> bool {
             }
             true
         }
-        Outbox::Send(channel) => send_descs(channel, DESCS_TO_PARENT, &[sealed.fd().as_raw_fd()]).is_ok(),
+        Outbox::Send(channel) => sys::fd::with_socket(*channel, |channel| {
+            send_descs(channel, DESCS_TO_PARENT, &[sealed.fd().as_raw_fd()])
+        })
+        .is_ok_and(|sent| sent.is_ok()),
     })
 }
 
@@ -145,11 +150,10 @@ impl Drop for Collect {
 }
 
 /// From now on, the regions a value encoded on this thread names go to the
-/// parent at once, through `channel` (a worker's serving thread).
-pub(crate) fn send_results_through(channel: &UnixStream) -> io::Result<()> {
-    let channel = channel.try_clone()?;
-    OUTBOX.set(Outbox::Send(channel));
-    Ok(())
+/// parent at once, through `channel` (a worker's serving thread; the
+/// channel must stay open until the process ends).
+pub(crate) fn send_results_through(channel: &UnixStream) {
+    OUTBOX.set(Outbox::Send(channel.as_raw_fd()));
 }
 
 /// The regions a task frame names, kept with it (for a retry too).
@@ -242,7 +246,11 @@ impl Inbox {
 
     /// Takes the descriptors a `DESCS` frame with `body` announced from
     /// `reader`, and checks them. An error breaks the protocol.
-    pub(crate) fn receive(&mut self, reader: &mut FdReader, body: &[u8]) -> Result<(), ProtocolError> {
+    pub(crate) fn receive<S: std::borrow::Borrow<UnixStream>>(
+        &mut self,
+        reader: &mut FdReader<S>,
+        body: &[u8],
+    ) -> Result<(), ProtocolError> {
         let count = body
             .get(..4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
@@ -265,7 +273,11 @@ impl Inbox {
     /// the last one are its. Descriptors that came without a `DESCS`
     /// frame (none may wait when nothing more is buffered) break the
     /// protocol.
-    pub(crate) fn deliver(&mut self, reader: &mut FdReader, buffered: usize) -> Result<(), ProtocolError> {
+    pub(crate) fn deliver<S: std::borrow::Borrow<UnixStream>>(
+        &mut self,
+        reader: &mut FdReader<S>,
+        buffered: usize,
+    ) -> Result<(), ProtocolError> {
         INBOX.set(PENDING.take());
         if buffered == 0 && reader.held() > 0 {
             let n = reader.held();

@@ -255,18 +255,18 @@ pub(crate) fn send_with_fds(stream: &UnixStream, mut bytes: &[u8], fds: &[RawFd]
 /// fit (`MSG_CTRUNC`: this process is out of descriptors) fails with
 /// `InvalidData` rather than lose them silently.
 #[derive(Debug)]
-pub(crate) struct FdReader {
-    stream: UnixStream,
+pub(crate) struct FdReader<S = UnixStream> {
+    stream: S,
     fds: Vec<OwnedFd>,
 }
 
-impl FdReader {
+impl<S: std::borrow::Borrow<UnixStream>> FdReader<S> {
     /// The most descriptors kept unclaimed: a peer that sends more breaks
     /// the protocol.
     pub(crate) const MAX_HELD: usize = 1 << 14;
 
-    /// Reads from `stream`.
-    pub(crate) fn new(stream: UnixStream) -> FdReader {
+    /// Reads from `stream` (owned or borrowed).
+    pub(crate) fn new(stream: S) -> FdReader<S> {
         FdReader {
             stream,
             fds: Vec::new(),
@@ -290,15 +290,15 @@ impl FdReader {
     }
 }
 
-impl std::ops::Deref for FdReader {
+impl<S: std::borrow::Borrow<UnixStream>> std::ops::Deref for FdReader<S> {
     type Target = UnixStream;
 
     fn deref(&self) -> &UnixStream {
-        &self.stream
+        self.stream.borrow()
     }
 }
 
-impl io::Read for FdReader {
+impl<S: std::borrow::Borrow<UnixStream>> io::Read for FdReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::io::IoSliceMut;
 
@@ -306,7 +306,7 @@ impl io::Read for FdReader {
         let mut space = nix::cmsg_space!([RawFd; 253]);
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<()>(
-            self.stream.as_raw_fd(),
+            self.stream.borrow().as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
@@ -328,13 +328,10 @@ impl io::Read for FdReader {
                 format!("descriptors sent with the data were lost (MSG_CTRUNC; {received} kept)"),
             ));
         }
-        if self.fds.len() > FdReader::MAX_HELD {
+        if self.fds.len() > Self::MAX_HELD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "more than {} descriptors sent and not claimed",
-                    FdReader::MAX_HELD
-                ),
+                format!("more than {} descriptors sent and not claimed", Self::MAX_HELD),
             ));
         }
         Ok(msg.bytes)

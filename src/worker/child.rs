@@ -169,10 +169,9 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
     let mut locked = !sandboxed;
     let mut initialized = false;
     // Shared regions come beside the tasks, and go back beside results.
-    let (mut reader, mut inbox) = match regions(channel) {
-        Ok(reader) => (reader, attach::Inbox::default()),
-        Err(e) => return fault(channel, &format!("cannot read the channel: {e}")),
-    };
+    attach::send_results_through(channel);
+    let mut reader = BufReader::with_capacity(64 * 1024, FdReader::new(channel));
+    let mut inbox = attach::Inbox::default();
     let mut body = Vec::new();
     let mut out = Vec::new();
     loop {
@@ -250,17 +249,6 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
             return 0;
         }
     }
-}
-
-/// The reader of the channel, which keeps the descriptors of the regions
-/// the parent sends; a result's regions are sent to the parent as they are
-/// encoded (see `protocol::attach`).
-fn regions(channel: &UnixStream) -> std::io::Result<BufReader<FdReader>> {
-    attach::send_results_through(channel)?;
-    Ok(BufReader::with_capacity(
-        64 * 1024,
-        FdReader::new(channel.try_clone()?),
-    ))
 }
 
 /// Locks the worker down under the encoded `policy`, and tells the parent
