@@ -120,23 +120,26 @@ pub(crate) fn lookup(inode: u64) -> Option<Arc<Sealed>> {
 }
 
 /// Collects the regions named by the values encoded on this thread until
-/// [`finish`](Self::finish) (or drop).
-#[derive(Debug)]
+/// [`finish`](Self::finish) (or drop), then puts back what was collecting
+/// before (a call made while another one encodes, from its items'
+/// iterator).
 #[must_use]
-pub(crate) struct Collect(());
+pub(crate) struct Collect {
+    outer: Option<Outbox>,
+}
 
 impl Collect {
     /// Starts collecting.
     pub(crate) fn start() -> Collect {
-        OUTBOX.set(Outbox::Collect(Vec::new()));
-        Collect(())
+        Collect {
+            outer: Some(OUTBOX.replace(Outbox::Collect(Vec::new()))),
+        }
     }
 
     /// The regions the values named.
-    pub(crate) fn finish(self) -> Attached {
-        let taken = OUTBOX.replace(Outbox::Off);
-        std::mem::forget(self);
-        match taken {
+    pub(crate) fn finish(mut self) -> Attached {
+        let outer = self.outer.take().unwrap_or(Outbox::Off);
+        match OUTBOX.replace(outer) {
             Outbox::Collect(list) if !list.is_empty() => Attached(Some(list.into())),
             _ => Attached(None),
         }
@@ -145,7 +148,15 @@ impl Collect {
 
 impl Drop for Collect {
     fn drop(&mut self) {
-        OUTBOX.set(Outbox::Off);
+        if let Some(outer) = self.outer.take() {
+            OUTBOX.set(outer);
+        }
+    }
+}
+
+impl std::fmt::Debug for Collect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collect")
     }
 }
 
@@ -327,6 +338,13 @@ mod tests {
         assert!(offer(one.sealed()), "offered twice, sent once");
         let attached = collect.finish();
         assert!(!offer(one.sealed()), "no longer collecting");
+        // Nested collections keep to their own regions.
+        let outer = Collect::start();
+        assert!(offer(one.sealed()));
+        let inner = Collect::start();
+        assert!(offer(two.sealed()));
+        assert_eq!(inner.finish().0.map_or(0, |l| l.len()), 1);
+        assert_eq!(outer.finish().0.map_or(0, |l| l.len()), 1);
         let task = TaskFrame::new(text(0x01), attached);
         task.send(&a).unwrap();
         TaskFrame::from(text(0x01)).send(&a).unwrap();
