@@ -2,15 +2,17 @@
 //! crosses a channel without its bytes.
 //!
 //! A region travels as its sealed memfd, in a `DESCS` frame (either way)
-//! that comes right before the frame naming it: the body says how many
-//! descriptors come with it (u32) and holds one byte for each (so that
-//! every `sendmsg` carries some), and the descriptors ride along with its
-//! bytes. The next frame's values name each region by its memfd's inode
-//! number. The reader keeps received descriptors in order
-//! ([`sys::fd::FdReader`]), checks each one (a sealed memfd: see
-//! [`sys::region`]) when the `DESCS` frame is read, and hands them to the
-//! next frame ([`Inbox`]); a frame's regions are dropped when the reader
-//! waits for the next one.
+//! sent before the frame naming it: the body says for which job (u64) and
+//! how many descriptors come with it (u32), and holds one byte for each
+//! (so that every `sendmsg` carries some); the descriptors ride along with
+//! its bytes. Values name each region by its memfd's inode number. The
+//! reader keeps received descriptors in order ([`sys::fd::FdReader`]),
+//! checks each one (a sealed memfd: see [`sys::region`]) when the `DESCS`
+//! frame is read, and hands them to the frame they are for ([`Inbox`]): a
+//! worker's next `TASK`; the parent's `PART`s and `DONE` of that job (a
+//! worker may hold a `DONE` back and send it after the next job's regions).
+//! A frame's regions are dropped when the reader waits for the next one,
+//! and a job's once its `DONE` is read.
 //!
 //! Which regions a value names is collected while it is encoded, on that
 //! thread ([`Collect`] for the parent's tasks, [`send_results_through`] for
@@ -28,11 +30,15 @@ use super::frame::{self, ReadError};
 use crate::sys;
 use crate::sys::fd::FdReader;
 use crate::sys::region::Sealed;
+use crate::sys::shm::Marker;
 
 /// The frame kind of a batch of descriptors, parent → worker.
 pub(crate) const DESCS_TO_WORKER: u8 = 0x04;
 /// The frame kind of a batch of descriptors, worker → parent.
 pub(crate) const DESCS_TO_PARENT: u8 = 0x88;
+
+/// The most regions received and not yet claimed by their frame.
+const MAX_PENDING: usize = 4096;
 
 /// Reads the next frame other than a `DESCS` frame of kind `descs` into
 /// `body`, as a worker does (the parent reads its way in
@@ -75,14 +81,15 @@ enum Outbox {
     Collect(Vec<Arc<Sealed>>),
     /// Sent to the parent at once (a worker's results), through the
     /// worker's channel, which stays open as long as the process runs (so
-    /// its number, checked to be a socket at each use, names it).
-    Send(RawFd),
+    /// its number, checked to be a socket at each use, names it), for the
+    /// job the marker says runs.
+    Send(RawFd, &'static Marker),
 }
 
 thread_local! {
     static OUTBOX: RefCell<Outbox> = const { RefCell::new(Outbox::Off) };
     static INBOX: RefCell<Vec<Arc<Sealed>>> = const { RefCell::new(Vec::new()) };
-    static PENDING: RefCell<Vec<Arc<Sealed>>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<(u64, Arc<Sealed>)>> = const { RefCell::new(Vec::new()) };
     static LATER: RefCell<Vec<Arc<TaskFrame>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -106,8 +113,8 @@ pub(crate) fn offer(sealed: &Arc<Sealed>) -> bool {
             }
             true
         }
-        Outbox::Send(channel) => sys::fd::with_socket(*channel, |channel| {
-            send_descs(channel, DESCS_TO_PARENT, &[sealed.fd().as_raw_fd()])
+        Outbox::Send(channel, marker) => sys::fd::with_socket(*channel, |channel| {
+            send_descs(channel, DESCS_TO_PARENT, marker.get(), &[sealed.fd().as_raw_fd()])
         })
         .is_ok_and(|sent| sent.is_ok()),
     })
@@ -161,10 +168,11 @@ impl std::fmt::Debug for Collect {
 }
 
 /// From now on, the regions a value encoded on this thread names go to the
-/// parent at once, through `channel` (a worker's serving thread; the
-/// channel must stay open until the process ends).
-pub(crate) fn send_results_through(channel: &UnixStream) {
-    OUTBOX.set(Outbox::Send(channel.as_raw_fd()));
+/// parent at once, through `channel`, for the job `marker` says runs (a
+/// worker's serving thread; the channel must stay open until the process
+/// ends).
+pub(crate) fn send_results_through(channel: &UnixStream, marker: &'static Marker) {
+    OUTBOX.set(Outbox::Send(channel.as_raw_fd(), marker));
 }
 
 /// The regions a task frame names, kept with it (for a retry too).
@@ -205,7 +213,13 @@ impl TaskFrame {
     pub(crate) fn send(&self, channel: &UnixStream) -> io::Result<()> {
         if let Some(list) = &self.attached.0 {
             let fds: Vec<RawFd> = list.iter().map(|s| s.fd().as_raw_fd()).collect();
-            send_descs(channel, DESCS_TO_WORKER, &fds)?;
+            // A task frame's job id comes right after its header.
+            let h = frame::HEADER_LEN;
+            let job = self
+                .bytes
+                .get(h..h + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("eight bytes")));
+            send_descs(channel, DESCS_TO_WORKER, job, &fds)?;
         }
         sys::fd::send_all(channel, &self.bytes)
     }
@@ -225,11 +239,12 @@ impl From<Vec<u8>> for TaskFrame {
     }
 }
 
-/// Sends one `DESCS` frame of kind `kind` carrying `fds`.
-fn send_descs(channel: &UnixStream, kind: u8, fds: &[RawFd]) -> io::Result<()> {
+/// Sends one `DESCS` frame of kind `kind` carrying `fds` for job `job`.
+fn send_descs(channel: &UnixStream, kind: u8, job: u64, fds: &[RawFd]) -> io::Result<()> {
     let count = u32::try_from(fds.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = Vec::with_capacity(frame::HEADER_LEN + 4 + fds.len());
+    let mut buf = Vec::with_capacity(frame::HEADER_LEN + 12 + fds.len());
     frame::start(&mut buf);
+    buf.extend_from_slice(&job.to_le_bytes());
     buf.extend_from_slice(&count.to_le_bytes());
     buf.resize(buf.len() + fds.len(), 0);
     frame::finish(&mut buf, kind, usize::MAX).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -250,7 +265,6 @@ impl Inbox {
     /// [`drop_later`] (call before waiting for the next one).
     pub(crate) fn clear(&mut self) {
         INBOX.with_borrow_mut(Vec::clear);
-        PENDING.with_borrow_mut(Vec::clear);
         let later = LATER.take();
         drop(later);
     }
@@ -262,11 +276,22 @@ impl Inbox {
         reader: &mut FdReader<S>,
         body: &[u8],
     ) -> Result<(), ProtocolError> {
-        let count = body
-            .get(..4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
-            .filter(|&n| body.len() == 4 + n)
+        let (job, count) = body
+            .get(..12)
+            .map(|b| {
+                let job = u64::from_le_bytes(b[..8].try_into().expect("eight bytes"));
+                (
+                    job,
+                    u32::from_le_bytes(b[8..].try_into().expect("four bytes")) as usize,
+                )
+            })
+            .filter(|&(_, n)| body.len() == 12 + n)
             .ok_or_else(|| ProtocolError::new("a malformed descriptor frame"))?;
+        if PENDING.with_borrow(Vec::len) + count > MAX_PENDING {
+            return Err(ProtocolError::new(format!(
+                "more than {MAX_PENDING} regions sent and not yet claimed"
+            )));
+        }
         let fds: Vec<OwnedFd> = reader.take(count).ok_or_else(|| {
             ProtocolError::new(format!(
                 "a descriptor frame announced {count} descriptors, {} came",
@@ -275,21 +300,61 @@ impl Inbox {
         })?;
         for fd in fds {
             let sealed = Sealed::check(fd).map_err(|e| ProtocolError::new(format!("it sent {e}")))?;
-            PENDING.with_borrow_mut(|pending| pending.push(Arc::new(sealed)));
+            PENDING.with_borrow_mut(|pending| pending.push((job, Arc::new(sealed))));
         }
         Ok(())
     }
 
-    /// A frame other than `DESCS` was read: the regions announced since
-    /// the last one are its. Descriptors that came without a `DESCS`
-    /// frame (none may wait when nothing more is buffered) break the
-    /// protocol.
+    /// A frame other than `DESCS` was read (a worker's side): the regions
+    /// announced since the last one are its. Descriptors that came without
+    /// a `DESCS` frame (none may wait when nothing more is buffered) break
+    /// the protocol.
     pub(crate) fn deliver<S: std::borrow::Borrow<UnixStream>>(
         &mut self,
         reader: &mut FdReader<S>,
         buffered: usize,
     ) -> Result<(), ProtocolError> {
-        INBOX.set(PENDING.take());
+        let pending = PENDING.take();
+        INBOX.set(pending.into_iter().map(|(_, sealed)| sealed).collect());
+        Inbox::strays(reader, buffered)
+    }
+
+    /// A frame other than `DESCS` was read (the parent's side): the
+    /// regions of job `job` are its, if it is a `PART` or `DONE` of one
+    /// (`done`: the job's last frame, after which its regions go).
+    /// Descriptors that came without a `DESCS` frame break the protocol.
+    pub(crate) fn deliver_for<S: std::borrow::Borrow<UnixStream>>(
+        &mut self,
+        reader: &mut FdReader<S>,
+        buffered: usize,
+        job: Option<(u64, bool)>,
+    ) -> Result<(), ProtocolError> {
+        if let Some((job, done)) = job {
+            let regions = PENDING.with_borrow_mut(|pending| {
+                let regions: Vec<Arc<Sealed>> = pending
+                    .iter()
+                    .filter(|(j, _)| *j == job)
+                    .map(|(_, sealed)| Arc::clone(sealed))
+                    .collect();
+                if done {
+                    pending.retain(|(j, _)| *j != job);
+                }
+                regions
+            });
+            INBOX.set(regions);
+        }
+        Inbox::strays(reader, buffered)
+    }
+
+    /// Forgets every region not yet delivered (the worker is gone).
+    pub(crate) fn forget(&mut self) {
+        PENDING.with_borrow_mut(Vec::clear);
+    }
+
+    fn strays<S: std::borrow::Borrow<UnixStream>>(
+        reader: &mut FdReader<S>,
+        buffered: usize,
+    ) -> Result<(), ProtocolError> {
         if buffered == 0 && reader.held() > 0 {
             let n = reader.held();
             reader.discard();
@@ -358,12 +423,64 @@ mod tests {
         assert!(lookup(one.sealed().inode()).is_none(), "the next frame has none");
     }
 
+    /// Reads as the parent does: a frame's regions are those of the job
+    /// its body starts with.
+    fn parent_reads_one(reader: &mut BufReader<FdReader>, inbox: &mut Inbox) -> u64 {
+        let mut body = Vec::new();
+        inbox.clear();
+        loop {
+            let kind = frame::read_frame(reader, &mut body, 1 << 20).unwrap();
+            if kind == DESCS_TO_PARENT {
+                inbox.receive(reader.get_mut(), &body).unwrap();
+                continue;
+            }
+            let job = u64::from_le_bytes(body[..8].try_into().unwrap());
+            let buffered = reader.buffer().len();
+            inbox
+                .deliver_for(reader.get_mut(), buffered, Some((job, true)))
+                .unwrap();
+            return job;
+        }
+    }
+
+    fn done(job: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        frame::start(&mut buf);
+        buf.extend_from_slice(&job.to_le_bytes());
+        frame::finish(&mut buf, 0x83, 100).unwrap();
+        buf
+    }
+
+    #[test]
+    fn a_result_held_back_gets_its_own_jobs_regions() {
+        // Job 2's region comes before job 1's held-back result.
+        let (a, b) = UnixStream::pair().unwrap();
+        let (one, two) = (region(1), region(2));
+        send_descs(&a, DESCS_TO_PARENT, 1, &[one.sealed().fd().as_raw_fd()]).unwrap();
+        send_descs(&a, DESCS_TO_PARENT, 2, &[two.sealed().fd().as_raw_fd()]).unwrap();
+        sys::fd::send_all(&a, &done(1)).unwrap();
+        sys::fd::send_all(&a, &done(2)).unwrap();
+        let mut reader = BufReader::new(FdReader::new(b));
+        let mut inbox = Inbox::default();
+        assert_eq!(parent_reads_one(&mut reader, &mut inbox), 1);
+        assert!(lookup(one.sealed().inode()).is_some());
+        assert!(
+            lookup(two.sealed().inode()).is_none(),
+            "job 2's region waits for job 2"
+        );
+        assert_eq!(parent_reads_one(&mut reader, &mut inbox), 2);
+        assert!(lookup(two.sealed().inode()).is_some());
+        assert!(lookup(one.sealed().inode()).is_none(), "job 1 is done with");
+        inbox.clear();
+        assert_eq!(PENDING.with_borrow(Vec::len), 0, "nothing left waiting");
+    }
+
     #[test]
     fn forged_descriptors_break_the_protocol() {
         // Not a memfd.
         let (a, b) = UnixStream::pair().unwrap();
         let file = tempfile::tempfile().unwrap();
-        send_descs(&a, DESCS_TO_PARENT, &[file.as_raw_fd()]).unwrap();
+        send_descs(&a, DESCS_TO_PARENT, 1, &[file.as_raw_fd()]).unwrap();
         let mut reader = BufReader::new(FdReader::new(b));
         let err = read_one(&mut reader, &mut Inbox::default(), DESCS_TO_PARENT).unwrap_err();
         assert!(err.0.contains("not a memfd"), "{err}");
@@ -380,6 +497,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let mut buf = Vec::new();
         frame::start(&mut buf);
+        buf.extend_from_slice(&1u64.to_le_bytes());
         buf.extend_from_slice(&2u32.to_le_bytes());
         buf.extend_from_slice(&[0, 0]);
         frame::finish(&mut buf, DESCS_TO_PARENT, 100).unwrap();
@@ -396,7 +514,7 @@ mod tests {
         assert!(raw >= 0);
         // SAFETY: just created, ours alone.
         let unsealed = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-        send_descs(&a, DESCS_TO_PARENT, &[unsealed.as_raw_fd()]).unwrap();
+        send_descs(&a, DESCS_TO_PARENT, 1, &[unsealed.as_raw_fd()]).unwrap();
         let mut reader = BufReader::new(FdReader::new(b));
         let err = read_one(&mut reader, &mut Inbox::default(), DESCS_TO_PARENT).unwrap_err();
         assert!(err.0.contains("without the seals"), "{err}");
@@ -410,7 +528,7 @@ mod tests {
             .collect();
         let fds: Vec<RawFd> = regions.iter().map(|r| r.sealed().fd().as_raw_fd()).collect();
         let sender = std::thread::spawn(move || {
-            send_descs(&a, DESCS_TO_WORKER, &fds).unwrap();
+            send_descs(&a, DESCS_TO_WORKER, 1, &fds).unwrap();
             sys::fd::send_all(&a, &text(0x01)).unwrap();
         });
         let mut reader = BufReader::new(FdReader::new(b));

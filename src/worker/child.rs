@@ -169,7 +169,7 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
     let mut locked = !sandboxed;
     let mut initialized = false;
     // Shared regions come beside the tasks, and go back beside results.
-    attach::send_results_through(channel);
+    attach::send_results_through(channel, marker);
     let mut reader = BufReader::with_capacity(64 * 1024, FdReader::new(channel));
     let mut inbox = attach::Inbox::default();
     let mut body = Vec::new();

@@ -261,6 +261,24 @@ impl WorkerProcess {
     pub(crate) fn recv(&mut self) -> Result<Received<'_>, RecvError> {
         // The last message's shared regions are done with.
         self.inbox.clear();
+        let (kind, fresh) = match self.read_frames() {
+            Ok(read) => read,
+            Err(e) => {
+                // The worker is gone or broken: no frame will claim them.
+                self.inbox.forget();
+                return Err(e);
+            }
+        };
+        Ok(Received {
+            fresh,
+            more: !self.reader.buffer().is_empty(),
+            message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
+        })
+    }
+
+    /// Reads frames up to the next message to hand out (into `body`): its
+    /// kind, and whether reading it took a read from the channel.
+    fn read_frames(&mut self) -> Result<(u8, bool), RecvError> {
         let mut fresh = false;
         loop {
             let buffered = self.reader.buffer().len();
@@ -285,9 +303,15 @@ impl WorkerProcess {
                     .map_err(RecvError::Broken)?;
                 continue;
             }
+            // A job's regions go to its results.
+            let job = match FromWorker::decode(kind, &self.body) {
+                Ok(FromWorker::Done { job, .. }) => Some((job, true)),
+                Ok(FromWorker::Part { job, .. }) => Some((job, false)),
+                _ => None,
+            };
             let buffered = self.reader.buffer().len();
             self.inbox
-                .deliver(self.reader.get_mut(), buffered)
+                .deliver_for(self.reader.get_mut(), buffered, job)
                 .map_err(RecvError::Broken)?;
             if kind == message::PANIC {
                 let decoded = FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?;
@@ -296,11 +320,7 @@ impl WorkerProcess {
                 }
                 continue;
             }
-            return Ok(Received {
-                fresh,
-                more: !self.reader.buffer().is_empty(),
-                message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
-            });
+            return Ok((kind, fresh));
         }
     }
 
