@@ -43,6 +43,8 @@ pub(crate) fn parent_reads(bytes: &[u8]) {
             let _ = decode_chunk::<u64>(&meta, ChunkOutcome::Results(results), true);
             let _ = decode_chunk::<(String, Vec<u8>)>(&meta, ChunkOutcome::Results(results), true);
             let _ = decode_chunk::<Option<RemotePanic>>(&meta, ChunkOutcome::Results(results), false);
+            // Region handles name no region here: an error, never a map.
+            let _ = decode_chunk::<crate::Bytes>(&meta, ChunkOutcome::Results(results), true);
         }
     }
 }

@@ -154,6 +154,7 @@ mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
 pub use pool::{Call, Pool, PoolBuilder, PoolStats, WorkerStats};
+pub use protocol::bytes::Bytes;
 pub use result::{AsyncResult, Callbacks, IMap, IMapStream, IMapUnordered, IntoCallbacks, NoCallbacks};
 pub use sandbox::{Enforcement, Sandbox, SandboxReport, SyscallRule};
 pub use task::{InitResult, StarFn};

@@ -1,15 +1,17 @@
-//! (f) Large payloads: `map` over 16 MiB buffers (msgpack bytes through
-//! `serde_bytes`) returning a checksum each, in GB/s of input, next to the
-//! raw socketpair bandwidth (the same buffers streamed to a copy of this
-//! program that returns the same checksum) and in-process `memcpy`.
+//! (f) Large payloads: `map` over 16 MiB buffers returning a checksum each,
+//! in GB/s of input, next to the raw socketpair bandwidth (the same buffers
+//! streamed to a copy of this program that returns the same checksum) and
+//! in-process `memcpy`. The buffers cross as msgpack bytes (`serde_bytes`),
+//! and as `procpool::Bytes` (shared memory): built before the clock starts,
+//! as the `ByteBuf`s are, and again with the copy into the regions timed.
 
-use procpool::Pool;
+use procpool::{Bytes, Pool};
 use serde_bytes::ByteBuf;
 
 use crate::harness::{Fallible, Opts, Sample, WORKERS, check_all, timed};
 use crate::raw::{self, RawPeer};
 use crate::report::{Better, Section, Target};
-use crate::tasks::{checksum, checksum_task, random_bytes};
+use crate::tasks::{checksum, checksum_shared_task, checksum_task, random_bytes};
 
 /// The size of one buffer.
 const BUF: usize = 16 << 20;
@@ -39,13 +41,26 @@ pub(crate) fn large_payloads(opts: &Opts) -> Fallible<Vec<Section>> {
         &want[..2],
     )?;
     sink.stream(&bufs[..2], &want[..2])?;
+    check_all(
+        "procpool map(checksum) on Bytes warm-up",
+        &pool.map(checksum_shared_task, shared(&bufs[..2]))?,
+        &want[..2],
+    )?;
 
     let (mut pp, mut rw, mut mc) = (Sample::new(), Sample::new(), Sample::new());
+    let (mut sh, mut sh_copy) = (Sample::new(), Sample::new());
     for _ in 0..reps {
         let items = inputs(&bufs);
         let (got, secs) = timed(|| pool.map(checksum_task, items));
         check_all("procpool map(checksum)", &got?, &want)?;
         pp.push(gb / secs);
+        let items = shared(&bufs);
+        let (got, secs) = timed(|| pool.map(checksum_shared_task, items));
+        check_all("procpool map(checksum) on Bytes", &got?, &want)?;
+        sh.push(gb / secs);
+        let (got, secs) = timed(|| pool.map(checksum_shared_task, shared(&bufs)));
+        check_all("procpool map(checksum) on Bytes, copy timed", &got?, &want)?;
+        sh_copy.push(gb / secs);
         let (done, secs) = timed(|| sink.stream(&bufs, &want));
         done?;
         rw.push(gb / secs);
@@ -56,14 +71,38 @@ pub(crate) fn large_payloads(opts: &Opts) -> Fallible<Vec<Section>> {
     pool.join()?;
 
     let section = Section::new("(f) map over 16 MiB buffers", "GB/s", Better::Higher, pp)
-        .peer("raw socketpair stream", rw, Some(Target::AtLeast(0.5)))
+        .peer("raw socketpair stream", rw.clone(), Some(Target::AtLeast(0.7)))
         .peer("memcpy in-process (reference)", mc, None)
         .note(format!(
-            "{reps} reps of {count} buffers of 16 MiB ({gb:.2} GB), default chunksize ({} buffers per \
-             chunk); {WORKERS} workers; raw: one process, one buffer at a time",
+            "{reps} reps of {count} buffers of 16 MiB ({gb:.2} GB) as serde_bytes::ByteBuf, default \
+             chunksize ({} buffers per chunk); {WORKERS} workers; raw: one process, one buffer at a time",
             count.div_ceil(4 * WORKERS)
         ));
-    Ok(vec![section])
+    let shared_section = Section::new(
+        "(f) map over 16 MiB buffers as procpool::Bytes",
+        "GB/s",
+        Better::Higher,
+        sh,
+    )
+    .peer("raw socketpair stream", rw.clone(), Some(Target::AtLeast(2.0)))
+    .note(format!(
+        "the same {count} buffers as procpool::Bytes (shared memory regions), made before the clock \
+         starts (as the ByteBufs are cloned before it)"
+    ));
+    let copy_section = Section::new(
+        "(f) map over 16 MiB buffers as procpool::Bytes, copy timed",
+        "GB/s",
+        Better::Higher,
+        sh_copy,
+    )
+    .peer("raw socketpair stream", rw, None)
+    .note("as above, with the copy of each buffer into its region inside the timed section".to_owned());
+    Ok(vec![section, shared_section, copy_section])
+}
+
+/// The buffers copied into shared regions, for one `map`.
+fn shared(bufs: &[Vec<u8>]) -> Vec<Bytes> {
+    bufs.iter().map(|b| Bytes::copy_from_slice(b)).collect()
 }
 
 /// Fresh owned copies of `bufs` for one `map` (made before the clock

@@ -57,6 +57,12 @@ pub(crate) fn checksum_task(buf: ByteBuf) -> u64 {
     checksum(&buf)
 }
 
+/// [`checksum`] as a procpool task on shared memory: the worker reads the
+/// parent's region in place.
+pub(crate) fn checksum_shared_task(buf: procpool::Bytes) -> u64 {
+    checksum(&buf)
+}
+
 /// `len` pseudo-random bytes (xorshift64 from `seed`).
 pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

@@ -11,6 +11,7 @@ use crate::func::Image;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::Shared;
 use crate::pool::stats::Stats;
+use crate::protocol::attach::{Collect, TaskFrame};
 use crate::protocol::items::{self, PushError};
 use crate::protocol::message::{self, Target};
 use crate::protocol::{codec, plain};
@@ -21,8 +22,9 @@ use crate::task::Kernel;
 
 /// One chunk to run.
 pub(crate) struct Job {
-    /// The whole `TASK` frame, ready to send.
-    pub(crate) frame: Vec<u8>,
+    /// The whole `TASK` frame, ready to send, and the shared regions it
+    /// names (kept until the job is done with, retries included).
+    pub(crate) frame: TaskFrame,
     pub(crate) ticket: Ticket,
     /// Set when the chunk cannot be sent at all (its frame is over the
     /// limit): the job then fails with it instead of being queued.
@@ -47,6 +49,9 @@ impl Job {
         debug_assert!(unsendable.is_none(), "an unsendable job is never dispatched");
         let (head_frame, tail_frame) =
             message::split_task(&frame, at, ticket.id, tail).expect("a split inside the chunk");
+        // Both parts keep every region: which items name which is not
+        // worth finding out.
+        let (head_frame, tail_frame) = (frame.with_bytes(head_frame), frame.with_bytes(tail_frame));
         let rest = ticket.split_off(at, tail, pending);
         (
             Job {
@@ -242,6 +247,8 @@ impl Encoder {
         first: usize,
         sink: &Arc<dyn Sink>,
     ) -> Option<Job> {
+        // Shared regions the items name go beside the frame.
+        let regions = Collect::start();
         // Room for the headers and a small item: an `apply` allocates once.
         let mut frame = Vec::with_capacity(128);
         message::start_task(&mut frame);
@@ -253,6 +260,7 @@ impl Encoder {
             };
             (count, count, frame.len())
         });
+        let attached = regions.finish();
         if count == 0 {
             return None;
         }
@@ -266,7 +274,7 @@ impl Encoder {
                 limit: self.max_body,
             });
         Some(Job {
-            frame,
+            frame: TaskFrame::new(frame, attached),
             ticket: Ticket {
                 id,
                 meta: ChunkMeta { first, count, holes },

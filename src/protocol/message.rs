@@ -10,6 +10,7 @@
 //! | `FAULT` (0x84) | worker → parent | UTF-8 reason (the worker then exits) |
 //! | `PANIC` (0x85) | worker → parent | job id u64, the [`RemotePanic`] (codec); only under `panic = "abort"`, the worker then aborts |
 //! | `PART` (0x86) | worker → parent | as `DONE` (timing zero): the results of the task's first items, sent before the rest is run |
+//! | `DESCS` (0x04 / 0x88) | either way | job id u64, descriptor count u32, then one zero byte per descriptor; the descriptors (sealed memfds) ride along, for the values of that job's frames (the next `TASK`; that job's `PART`s and `DONE`) to name (see `attach`) |
 //!
 //! Integers are little endian. A worker handles one task at a time and
 //! answers each with exactly one `DONE` carrying the same job id, or dies

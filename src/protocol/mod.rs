@@ -11,9 +11,15 @@
 //! is explicit in every `Task` frame: a [`message::Target`], three numbers
 //! whose meaning belongs to the `func` layer above.
 //!
-//! Nothing here does I/O on its own or trusts its input: every decoder
+//! Large byte payloads ([`bytes::Bytes`]) cross as shared memory regions
+//! whose descriptors travel beside the frames ([`attach`]).
+//!
+//! Apart from sending those descriptors, nothing here does I/O on its own;
+//! nothing trusts its input: every decoder
 //! checks lengths and kinds and reports a [`ProtocolError`].
 
+pub(crate) mod attach;
+pub(crate) mod bytes;
 pub(crate) mod codec;
 pub(crate) mod frame;
 pub(crate) mod items;
@@ -21,7 +27,7 @@ pub(crate) mod message;
 pub(crate) mod plain;
 
 /// Bumped whenever the layout of a frame or message changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 6;
+pub(crate) const PROTOCOL_VERSION: u32 = 7;
 
 /// Something that is not valid protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -32,6 +32,8 @@ pub(crate) fn lock_down(
     initialized: bool,
 ) -> Result<String, String> {
     let strict = policy.enforcement == Enforcement::Strict;
+    // The filter refuses `memfd_create`: results are copied instead.
+    sys::region::forbid_new();
     let mut notes = Vec::new();
     let scratch = match &policy.scratch {
         Some(dir) => {

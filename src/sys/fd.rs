@@ -203,3 +203,137 @@ pub(crate) fn recv_with_fd(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Op
     }
     Ok(received)
 }
+
+/// The most descriptors one `sendmsg` carries (the kernel's limit is 253).
+pub(crate) const FDS_PER_MESSAGE: usize = 250;
+
+/// Writes all of `bytes`, with `fds` attached: up to [`FDS_PER_MESSAGE`]
+/// of them to each `sendmsg`, each of which carries at least one byte.
+/// `bytes` must be long enough for every batch (one byte each).
+pub(crate) fn send_with_fds(stream: &UnixStream, mut bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    use std::io::IoSlice;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let mut batches = fds.chunks(FDS_PER_MESSAGE);
+    for batch in batches.by_ref() {
+        // One byte per batch at least, the rest with the last one.
+        let sent = loop {
+            let control = [ControlMessage::ScmRights(batch)];
+            let take = if batch.len() < FDS_PER_MESSAGE {
+                bytes.len()
+            } else {
+                1
+            };
+            let Some(data) = bytes.get(..take.max(1)) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "more descriptors than bytes to carry them",
+                ));
+            };
+            match sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[IoSlice::new(data)],
+                &control,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        bytes = &bytes[sent..];
+    }
+    send_all(stream, bytes)
+}
+
+/// The reading side of a channel that may carry descriptors: reads with
+/// `recvmsg`, and keeps the descriptors that come with the bytes, in
+/// order, until [`take`](Self::take)n. A read whose descriptors did not
+/// fit (`MSG_CTRUNC`: this process is out of descriptors) fails with
+/// `InvalidData` rather than lose them silently.
+#[derive(Debug)]
+pub(crate) struct FdReader<S = UnixStream> {
+    stream: S,
+    fds: Vec<OwnedFd>,
+}
+
+impl<S: std::borrow::Borrow<UnixStream>> FdReader<S> {
+    /// The most descriptors kept unclaimed: a peer that sends more breaks
+    /// the protocol.
+    pub(crate) const MAX_HELD: usize = 1 << 14;
+
+    /// Reads from `stream` (owned or borrowed).
+    pub(crate) fn new(stream: S) -> FdReader<S> {
+        FdReader {
+            stream,
+            fds: Vec::new(),
+        }
+    }
+
+    /// The first `n` descriptors received and not yet taken, or `None` if
+    /// fewer came.
+    pub(crate) fn take(&mut self, n: usize) -> Option<Vec<OwnedFd>> {
+        (n <= self.fds.len()).then(|| self.fds.drain(..n).collect())
+    }
+
+    /// How many descriptors wait to be taken.
+    pub(crate) fn held(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// Closes the descriptors no frame claimed.
+    pub(crate) fn discard(&mut self) {
+        self.fds.clear();
+    }
+}
+
+impl<S: std::borrow::Borrow<UnixStream>> std::ops::Deref for FdReader<S> {
+    type Target = UnixStream;
+
+    fn deref(&self) -> &UnixStream {
+        self.stream.borrow()
+    }
+}
+
+impl<S: std::borrow::Borrow<UnixStream>> io::Read for FdReader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::IoSliceMut;
+
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        let mut space = nix::cmsg_space!([RawFd; 253]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(
+            self.stream.borrow().as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut received = 0;
+        for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    // SAFETY: the kernel just installed this descriptor in
+                    // our table for this message; we are its only owner.
+                    self.fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                    received += 1;
+                }
+            }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("descriptors sent with the data were lost (MSG_CTRUNC; {received} kept)"),
+            ));
+        }
+        if self.fds.len() > Self::MAX_HELD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {} descriptors sent and not claimed", Self::MAX_HELD),
+            ));
+        }
+        Ok(msg.bytes)
+    }
+}

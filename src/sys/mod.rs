@@ -12,6 +12,7 @@ pub(crate) mod held;
 pub(crate) mod image;
 pub(crate) mod output;
 pub(crate) mod process;
+pub(crate) mod region;
 pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod tree;

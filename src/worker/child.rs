@@ -10,9 +10,10 @@ use crate::bootstrap::{self, EXIT_BAD_SETUP, EXIT_PROTOCOL, EXIT_REJECTED, Worke
 use crate::func::{FunctionId, Image, Runner};
 use crate::protocol::frame::{self, DEFAULT_MAX_BODY, ReadError};
 use crate::protocol::message::{self, ToWorker};
-use crate::protocol::{PROTOCOL_VERSION, codec, items};
+use crate::protocol::{PROTOCOL_VERSION, attach, codec, items};
 use crate::sandbox::{self, Policy};
 use crate::sys;
+use crate::sys::fd::FdReader;
 use crate::sys::shm::Marker;
 use crate::task::panics;
 
@@ -172,12 +173,21 @@ fn receive_marker(channel: &UnixStream) -> Result<Marker, String> {
 fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed: bool) -> i32 {
     let mut locked = !sandboxed;
     let mut initialized = false;
-    let mut reader = BufReader::with_capacity(64 * 1024, channel);
+    // Shared regions come beside the tasks, and go back beside results.
+    attach::send_results_through(channel, marker);
+    let mut reader = BufReader::with_capacity(64 * 1024, FdReader::new(channel));
+    let mut inbox = attach::Inbox::default();
     let mut body = Vec::new();
     let mut out = Vec::new();
     let mut replies = Replies::default();
     loop {
-        let read = frame::read_frame(&mut reader, &mut body, DEFAULT_MAX_BODY);
+        let read = attach::read_frame(
+            &mut reader,
+            &mut inbox,
+            &mut body,
+            DEFAULT_MAX_BODY,
+            attach::DESCS_TO_WORKER,
+        );
         // Results held back go out before anything else does (a task only
         // follows them at once if it was read whole before).
         let task = matches!(

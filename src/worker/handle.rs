@@ -19,10 +19,12 @@ use crate::bootstrap::{ENV_VAR, WorkerEnv};
 use crate::error::{Error, ExitCause, RemotePanic};
 use crate::func::{Identity, Image};
 use crate::protocol::ProtocolError;
+use crate::protocol::attach::{self, Inbox, TaskFrame};
 use crate::protocol::frame::{self, ReadError};
 use crate::protocol::message::{self, FromWorker};
 use crate::sandbox::Policy;
 use crate::sys;
+use crate::sys::fd::FdReader;
 use crate::sys::shm::Marker;
 use crate::task::panics::shielded;
 use crate::worker::output::{ExitWatch, Output};
@@ -95,11 +97,15 @@ impl Channel {
         sys::fd::send_all(&self.stream, frame)
     }
 
-    /// Sends whole frames, in order, in as few writes as possible. Fails
-    /// when the worker is gone.
-    pub(crate) fn send_frames(&self, frames: &[&[u8]]) -> io::Result<()> {
+    /// Sends task frames, in order, each after the shared regions it names,
+    /// in as few writes as possible. Fails when the worker is gone.
+    pub(crate) fn send_tasks(&self, frames: &[&TaskFrame]) -> io::Result<()> {
         let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        sys::fd::send_all_vectored(&self.stream, frames)
+        if frames.iter().all(|f| f.attached.is_empty()) {
+            let bytes: Vec<&[u8]> = frames.iter().map(|f| f.bytes.as_slice()).collect();
+            return sys::fd::send_all_vectored(&self.stream, &bytes);
+        }
+        frames.iter().try_for_each(|f| f.send(&self.stream))
     }
 
     /// Tells the worker there is no more work: it exits when it reads this.
@@ -147,7 +153,9 @@ pub(crate) struct WorkerProcess {
     pub(super) child: Option<Child>,
     pub(super) output: Output,
     pub(super) pid: u32,
-    pub(super) reader: BufReader<UnixStream>,
+    pub(super) reader: BufReader<FdReader>,
+    /// The shared regions of the frames being read.
+    pub(super) inbox: Inbox,
     pub(super) channel: Arc<Channel>,
     pub(super) body: Vec<u8>,
     pub(super) max_body: usize,
@@ -218,7 +226,8 @@ impl WorkerProcess {
             pid,
             output,
             child: Some(child),
-            reader: BufReader::with_capacity(64 * 1024, ours),
+            reader: BufReader::with_capacity(64 * 1024, FdReader::new(ours)),
+            inbox: Inbox::default(),
             channel,
             body: Vec::new(),
             max_body: config.max_body,
@@ -250,6 +259,27 @@ impl WorkerProcess {
     /// out: it is kept for [`last_words`](Self::last_words), and the next
     /// message is read, which is the end of the channel.
     pub(crate) fn recv(&mut self) -> Result<Received<'_>, RecvError> {
+        // The last message's shared regions are done with.
+        self.inbox.clear();
+        let (kind, fresh) = match self.read_frames() {
+            Ok(read) => read,
+            Err(e) => {
+                // The worker is gone or broken: no frame will claim them.
+                self.inbox.forget();
+                return Err(e);
+            }
+        };
+        Ok(Received {
+            fresh,
+            more: !self.reader.buffer().is_empty(),
+            message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
+        })
+    }
+
+    /// Reads frames up to the next message to hand out (into `body`): its
+    /// kind, and whether reading it took a read from the channel.
+    fn read_frames(&mut self) -> Result<(u8, bool), RecvError> {
+        let mut fresh = false;
         loop {
             let buffered = self.reader.buffer().len();
             let kind = match frame::read_frame(&mut self.reader, &mut self.body, self.max_body) {
@@ -258,8 +288,31 @@ impl WorkerProcess {
                 // Cut short: the worker died while it was writing.
                 Err(ReadError::Truncated) => return Err(RecvError::Closed),
                 Err(ReadError::Protocol(e)) => return Err(RecvError::Broken(e)),
+                // Descriptors it sent were lost, or too many wait.
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(RecvError::Broken(ProtocolError::new(e.to_string())));
+                }
                 Err(ReadError::Io(_)) => return Err(RecvError::Closed),
             };
+            // Fewer bytes were buffered than the frame holds: it took a
+            // read.
+            fresh |= buffered < frame::HEADER_LEN + self.body.len();
+            if kind == attach::DESCS_TO_PARENT {
+                self.inbox
+                    .receive(self.reader.get_mut(), &self.body)
+                    .map_err(RecvError::Broken)?;
+                continue;
+            }
+            // A job's regions go to its results.
+            let job = match FromWorker::decode(kind, &self.body) {
+                Ok(FromWorker::Done { job, .. }) => Some((job, true)),
+                Ok(FromWorker::Part { job, .. }) => Some((job, false)),
+                _ => None,
+            };
+            let buffered = self.reader.buffer().len();
+            self.inbox
+                .deliver_for(self.reader.get_mut(), buffered, job)
+                .map_err(RecvError::Broken)?;
             if kind == message::PANIC {
                 let decoded = FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?;
                 if let FromWorker::Panicked { job, panic } = decoded {
@@ -267,13 +320,7 @@ impl WorkerProcess {
                 }
                 continue;
             }
-            return Ok(Received {
-                // Fewer bytes were buffered than the frame holds: it took a
-                // read.
-                fresh: buffered < frame::HEADER_LEN + self.body.len(),
-                more: !self.reader.buffer().is_empty(),
-                message: FromWorker::decode(kind, &self.body).map_err(RecvError::Broken)?,
-            });
+            return Ok((kind, fresh));
         }
     }
 

@@ -81,7 +81,7 @@ impl ByHand<'_> {
 fn worker_value(program: &std::path::Path, edit: impl FnOnce(&mut (String, u64, u64, String))) -> String {
     let meta = std::fs::metadata(program).unwrap();
     let dev = (nix::sys::stat::major(meta.dev()) << 32) | nix::sys::stat::minor(meta.dev());
-    let mut fields = ("v6".to_owned(), dev, meta.ino(), build_id(program));
+    let mut fields = ("v7".to_owned(), dev, meta.ino(), build_id(program));
     edit(&mut fields);
     let (version, dev, ino, build) = fields;
     format!("{version};fd=0;dev={dev:x};ino={ino};build={build}")

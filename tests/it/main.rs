@@ -11,6 +11,7 @@ mod common;
 mod async_results;
 mod bad_input;
 mod bootstrap;
+mod bytes;
 mod cancel;
 mod chaos;
 mod cpython_pool;

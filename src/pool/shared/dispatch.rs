@@ -23,6 +23,7 @@ use super::{Admission, Refused, Shared, State};
 use crate::error::Error;
 use crate::pool::job::{Job, Ticket};
 use crate::pool::policy::Doom;
+use crate::protocol::attach::{self, TaskFrame};
 use crate::protocol::message;
 use crate::result::pending::Pending;
 use crate::worker::handle::Channel;
@@ -34,7 +35,7 @@ const AHEAD_BYTES: usize = 64 * 1024;
 
 /// The bytes of a task frame on its way to a worker, shared with the
 /// seat that holds the job (to send it again if need be).
-type Frame = Arc<Vec<u8>>;
+type Frame = Arc<TaskFrame>;
 
 /// Jobs to send to the worker of one seat, in one write.
 #[derive(Debug)]
@@ -67,13 +68,8 @@ impl Sends {
     /// back to the queue, without counting as an attempt.
     pub(crate) fn send(self, shared: &Shared) {
         for d in self.dispatches {
-            let sent = match d.frames.as_slice() {
-                [one] => d.channel.send(one),
-                frames => {
-                    let bytes: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-                    d.channel.send_frames(&bytes)
-                }
-            };
+            let frames: Vec<&TaskFrame> = d.frames.iter().map(|f| &**f).collect();
+            let sent = d.channel.send_tasks(&frames);
             if sent.is_err() {
                 drop(d.frames);
                 shared.undelivered(d.seat, &d.channel, &d.jobs);
@@ -278,12 +274,18 @@ impl Shared {
         };
         // A spent worker is replaced once its last job is done; one being
         // killed (its job was done just in time) is not.
-        Ok(Finished {
+        let finished = Finished {
             ticket: running.ticket,
             retire: s.retiring && s.inflight.is_empty() && s.doom.is_none(),
             busy: !s.inflight.is_empty(),
             killed,
-        })
+        };
+        drop(state);
+        // Freeing a large frame or its regions takes a while: not under
+        // the lock, and not before the worker has its next job and the
+        // caller its result.
+        attach::drop_later(running.frame);
+        Ok(finished)
     }
 
     /// The worker of `seat` sent the results of the first `count` items of
@@ -308,7 +310,7 @@ impl Shared {
         let (_, rest) = message::split_task(&running.frame, count, head_id, job)
             .ok_or_else(|| format!("job {job} cannot be split after {count} items"))?;
         running.len = rest.len();
-        running.frame = Arc::new(rest);
+        running.frame = Arc::new(running.frame.with_bytes(rest));
         Ok(running.ticket.split_head(count, head_id, token))
     }
 
