@@ -33,14 +33,17 @@ fn task_round_trip() {
     );
 }
 
+/// The target of the tasks that tests split.
+const SPLIT_TARGET: Target = Target {
+    runner: 1,
+    func: 2,
+    signature: 3,
+};
+
 #[test]
 fn a_task_splits_at_an_item_boundary() {
     use crate::protocol::items::{self, Items};
-    let target = Target {
-        runner: 1,
-        func: 2,
-        signature: 3,
-    };
+    let target = SPLIT_TARGET;
     let mut buf = Vec::new();
     start_task(&mut buf);
     for word in ["a", "bb", "ccc"] {
@@ -173,11 +176,7 @@ fn large_results_go_out_in_parts_and_the_last_stays_for_the_done() {
 #[test]
 fn a_task_of_runs_splits_inside_a_run_and_between_runs() {
     use crate::protocol::items::{self, Items};
-    let target = Target {
-        runner: 1,
-        func: 2,
-        signature: 3,
-    };
+    let target = SPLIT_TARGET;
     // Two runs of u16: [1, 2, 3] and [4, 5].
     let mut buf = Vec::new();
     start_task(&mut buf);
