@@ -83,8 +83,8 @@ pub(crate) fn large_payloads(opts: &Opts) -> Fallible<Vec<Section>> {
         .peer("memcpy in-process (reference)", mc, None)
         .note(format!(
             "{reps} reps of {count} buffers of 16 MiB ({gb:.2} GB) as serde_bytes::ByteBuf, default \
-             chunksize ({} buffers per chunk); {WORKERS} workers; raw: one process, one buffer at a time",
-            count.div_ceil(4 * WORKERS)
+             chunksize (a default chunk ends at 8 MiB of arguments: one buffer per chunk); {WORKERS} \
+             workers; raw: one process, one buffer at a time"
         ));
     let kept_section = Section::new(
         "(f) map over 16 MiB buffers as procpool::Bytes the caller keeps",
