@@ -270,7 +270,10 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
         }
         let took = Duration::from_nanos(timing.decode_ns + timing.run_ns + timing.encode_ns);
         let next_in_hand = frame::begins_with_whole_frame(reader.buffer());
-        if replies.finished(channel, &out, took, next_in_hand).is_err() {
+        if replies
+            .finished(channel, &out, (count, took), next_in_hand)
+            .is_err()
+        {
             return 0;
         }
     }

@@ -5,7 +5,9 @@
 //! - the next task is already read, whole, so the worker goes straight on
 //!   to it (an `apply` round trip, or a worker that would block for its
 //!   next task, sends at once);
-//! - the task was short ([`SHORT`]), like the ones the parent sends ahead;
+//! - the task was one item (an `apply`, or a chunk size of 1: chunks of
+//!   several items have results enough to fill a write), and short
+//!   ([`SHORT`]), like the ones the parent sends ahead;
 //! - the results held are few ([`MAX_FRAMES`]), small ([`MAX_BYTES`]) and
 //!   recent ([`MAX_WAIT`] since the first of them).
 //!
@@ -46,9 +48,9 @@ pub(super) struct Replies {
 }
 
 impl Replies {
-    /// Adds the `DONE` frame of a task that took `took`, and sends it with
-    /// the ones held unless it may wait; `next_in_hand` says whether the
-    /// next task is already read.
+    /// Adds the `DONE` frame of a task of `items` items that took `took`,
+    /// and sends it with the ones held unless it may wait; `next_in_hand`
+    /// says whether the next task is already read.
     ///
     /// # Errors
     ///
@@ -57,11 +59,12 @@ impl Replies {
         &mut self,
         channel: &UnixStream,
         done: &[u8],
-        took: Duration,
+        (items, took): (u32, Duration),
         next_in_hand: bool,
     ) -> io::Result<()> {
         let now = Instant::now();
         let may_wait = next_in_hand
+            && items == 1
             && took < SHORT
             && self.frames < MAX_FRAMES - 1
             && self.held.len() + done.len() < MAX_BYTES
@@ -131,7 +134,7 @@ mod tests {
     fn short_results_wait_for_the_next_only_while_it_is_in_hand() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let mut replies = Replies::default();
-        let quick = Duration::from_micros(1);
+        let quick = (1, Duration::from_micros(1));
         replies.finished(&ours, b"one;", quick, true).unwrap();
         replies.finished(&ours, b"two;", quick, true).unwrap();
         assert!(sent(&mut theirs).is_empty());
@@ -139,8 +142,13 @@ mod tests {
         replies.finished(&ours, b"three;", quick, false).unwrap();
         assert_eq!(sent(&mut theirs), b"one;two;three;");
         // A long task sends at once, even with more in hand.
-        replies.finished(&ours, b"long;", SHORT, true).unwrap();
+        replies.finished(&ours, b"long;", (1, SHORT), true).unwrap();
         assert_eq!(sent(&mut theirs), b"long;");
+        // So does a chunk of several items.
+        replies
+            .finished(&ours, b"chunk;", (2, Duration::ZERO), true)
+            .unwrap();
+        assert_eq!(sent(&mut theirs), b"chunk;");
         // So does the one that reaches the count bound.
         for _ in 0..MAX_FRAMES - 1 {
             replies.finished(&ours, b".", quick, true).unwrap();
@@ -160,7 +168,7 @@ mod tests {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let mut replies = Replies::default();
         let big = vec![7u8; MAX_BYTES];
-        replies.finished(&ours, &big, Duration::ZERO, true).unwrap();
+        replies.finished(&ours, &big, (1, Duration::ZERO), true).unwrap();
         assert_eq!(sent(&mut theirs).len(), MAX_BYTES);
     }
 }
