@@ -11,7 +11,7 @@ use crate::func::Image;
 use crate::pool::policy::TaskPolicy;
 use crate::pool::shared::Shared;
 use crate::pool::stats::Stats;
-use crate::protocol::attach::{Collect, TaskFrame};
+use crate::protocol::attach::{self, Collect, TaskFrame};
 use crate::protocol::items::{self, PushError};
 use crate::protocol::message::{self, Target};
 use crate::protocol::{codec, plain};
@@ -188,6 +188,12 @@ pub(crate) struct Encoder {
 /// sooner and frames stay small enough for the allocator to reuse.
 pub(crate) const DEFAULT_CHUNK_BYTES: usize = 8 << 20;
 
+/// A chunk ends once its items name this many shared regions
+/// ([`Bytes`](crate::Bytes)), whatever the chunk size: each is a descriptor
+/// the worker holds while it runs the chunk, and a sandboxed worker may
+/// hold only a few (`Sandbox::max_open_files`, 64 by default).
+pub(crate) const MAX_REGIONS: usize = 16;
+
 /// With the default chunk size, a chunk of plain values (see
 /// [`plain`]) ends at this size: at a few nanoseconds an item, chunks of
 /// 32 k `u64`s keep both ends busy (the parent encodes and decodes one
@@ -320,7 +326,7 @@ impl Encoder {
                 holes.push((count, error));
             }
             count += 1;
-            if self.chunk_bytes.is_some_and(|max| frame.len() >= max) {
+            if self.chunk_bytes.is_some_and(|max| frame.len() >= max) || attach::collected() >= MAX_REGIONS {
                 break;
             }
         }

@@ -120,6 +120,15 @@ pub(crate) fn offer(sealed: &Arc<Sealed>) -> bool {
     })
 }
 
+/// How many regions the collection in progress on this thread holds (0
+/// when none is).
+pub(crate) fn collected() -> usize {
+    OUTBOX.with_borrow(|outbox| match outbox {
+        Outbox::Collect(list) => list.len(),
+        _ => 0,
+    })
+}
+
 /// The region named `inode` among those that came with the frame being
 /// decoded on this thread.
 pub(crate) fn lookup(inode: u64) -> Option<Arc<Sealed>> {

@@ -75,6 +75,12 @@ const HANDLE_KEY: &str = "\0procpool:region";
 /// * A worker in a [sandboxed](crate::Sandbox) pool cannot make regions:
 ///   the `Bytes` it returns are copied through the channel (arguments
 ///   still arrive shared).
+/// * Each region that comes with a task is a descriptor the worker holds
+///   while it runs the chunk, so a chunk ends early once its items name 16
+///   regions, whatever the chunk size. A sandboxed worker may hold only
+///   [`max_open_files`](crate::Sandbox::max_open_files) descriptors (64 by
+///   default): a single argument that names more shared `Bytes` than that
+///   fails its chunk there.
 /// * Nested inside a value that serde buffers (an untagged enum, a
 ///   flattened field), a `Bytes` is copied through the channel.
 #[derive(Clone)]

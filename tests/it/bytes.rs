@@ -190,6 +190,28 @@ fn a_sandboxed_worker_reads_shared_arguments_and_returns_copies() {
     assert_eq!(&same[..], &data[..]);
 }
 
+/// A sandboxed worker may hold only a few descriptors (`max_open_files`,
+/// 64 by default), and each shared region that comes with a task is one:
+/// a chunk ends early once its items name 16 regions. (Before, a chunk of
+/// 100 failed with "the worker gave up: reading from the parent: No buffer
+/// space available".)
+#[test]
+fn a_sandboxed_worker_takes_chunks_of_many_regions() {
+    let pool = Pool::builder()
+        .processes(1)
+        .sandbox(Sandbox::strict())
+        .build()
+        .unwrap();
+    let items: Vec<Bytes> = (0..200u8).map(|i| Bytes::from(vec![i; 64 << 10])).collect();
+    assert!(items.iter().all(Bytes::is_shared));
+    let want: Vec<(bool, u64)> = items.iter().map(|b| (true, sum(b))).collect();
+    assert_eq!(
+        pool.with_chunksize(100).map(inspect, items.clone()).unwrap(),
+        want
+    );
+    assert_eq!(pool.map(inspect, items).unwrap(), want);
+}
+
 /// The regions this process holds: descriptors and mappings of
 /// `procpool-bytes` memfds.
 fn regions_held() -> usize {
