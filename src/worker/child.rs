@@ -77,7 +77,11 @@ pub(crate) fn run(value: OsString) -> ! {
         // Kept until the process ends, for the handlers below.
         Ok(marker) => &*Box::leak(Box::new(marker)),
         // The parent is gone, or is not procpool.
-        Err(e) => sys::process::exit_now(fault(&channel, &format!("no marker page from the parent: {e}"))),
+        Err(e) => sys::process::exit_now(fault(
+            &channel,
+            &mut Replies::default(),
+            &format!("no marker page from the parent: {e}"),
+        )),
     };
     last_words(&channel, marker);
     let exit_code = serve(&channel, image, marker, env.sandboxed);
@@ -188,23 +192,26 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
             DEFAULT_MAX_BODY,
             attach::DESCS_TO_WORKER,
         );
-        // Results held back go out before anything else does (a task only
+        let message = match read {
+            Ok(kind) => ToWorker::decode(kind, &body),
+            Err(ReadError::Closed) => {
+                let _ = replies.flush(channel);
+                return 0;
+            }
+            Err(ReadError::Truncated) => {
+                return fault(channel, &mut replies, "the parent's frame was cut short");
+            }
+            Err(ReadError::Protocol(e)) => return fault(channel, &mut replies, &e.0),
+            Err(ReadError::Io(e)) => {
+                return fault(channel, &mut replies, &format!("reading from the parent: {e}"));
+            }
+        };
+        // Results held back go out before anything but a task (which only
         // follows them at once if it was read whole before).
-        let task = matches!(
-            read.as_ref().map(|&kind| ToWorker::decode(kind, &body)),
-            Ok(Ok(ToWorker::Task { .. }))
-        );
-        if !task && replies.flush(channel).is_err() {
+        if !matches!(message, Ok(ToWorker::Task { .. })) && replies.flush(channel).is_err() {
             return 0;
         }
-        let kind = match read {
-            Ok(kind) => kind,
-            Err(ReadError::Closed) => return 0,
-            Err(ReadError::Truncated) => return fault(channel, "the parent's frame was cut short"),
-            Err(ReadError::Protocol(e)) => return fault(channel, &e.0),
-            Err(ReadError::Io(e)) => return fault(channel, &format!("reading from the parent: {e}")),
-        };
-        let (job, target, count, items) = match ToWorker::decode(kind, &body) {
+        let (job, target, count, items) = match message {
             Ok(ToWorker::Task {
                 job,
                 target,
@@ -218,16 +225,21 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
                 }
                 Err(code) => return code,
             },
-            Err(e) => return fault(channel, &e.0),
+            Err(e) => return fault(channel, &mut replies, &e.0),
         };
         if !locked && job != message::INIT_JOB {
-            return fault(channel, &format!("task {job} came before the sandbox's lockdown"));
+            return fault(
+                channel,
+                &mut replies,
+                &format!("task {job} came before the sandbox's lockdown"),
+            );
         }
         initialized |= job == message::INIT_JOB;
         // Only a real runner record is called (see `func::runner`).
         let Some(run) = Runner::find(FunctionId(target.runner), image) else {
             return fault(
                 channel,
+                &mut replies,
                 &format!(
                     "runner id {:#x} names no task runner of this executable",
                     target.runner
@@ -254,16 +266,13 @@ fn serve(channel: &UnixStream, image: &Image, marker: &'static Marker, sandboxed
         let timing = match outcome {
             Ok((n, timing)) if n == count => timing,
             Ok((n, _)) => {
-                let _ = replies.flush(channel);
                 return fault(
                     channel,
+                    &mut replies,
                     &format!("task {job} announced {count} items but holds {n}"),
                 );
             }
-            Err(e) => {
-                let _ = replies.flush(channel);
-                return fault(channel, &format!("task {job}: {e}"));
-            }
+            Err(e) => return fault(channel, &mut replies, &format!("task {job}: {e}")),
         };
         if let Err(size) = message::finish_done(&mut out, job, held, timing, DEFAULT_MAX_BODY) {
             too_large(&mut out, job, held, size);
@@ -317,8 +326,10 @@ fn too_large(out: &mut Vec<u8>, job: u64, count: u32, size: usize) {
         .expect("error items are small");
 }
 
-/// Tells the parent why this worker stops, and returns the exit code.
-fn fault(channel: &UnixStream, reason: &str) -> i32 {
+/// Tells the parent why this worker stops, after the results it held
+/// back, and returns the exit code.
+fn fault(channel: &UnixStream, replies: &mut Replies, reason: &str) -> i32 {
+    let _ = replies.flush(channel);
     let _ = sys::fd::send_all(channel, &message::text_frame(message::FAULT, reason));
     EXIT_PROTOCOL
 }
@@ -348,6 +359,43 @@ mod tests {
         let kind = frame::read_frame(&mut &parent, &mut body, DEFAULT_MAX_BODY).unwrap();
         assert_eq!(kind, message::FAULT);
         (code, String::from_utf8(body).unwrap())
+    }
+
+    fn plus_one(x: u64) -> u64 {
+        x + 1
+    }
+
+    /// A whole `TASK` frame for `plus_one(x)`, job `job`, with `target`.
+    fn plus_one_task(job: u64, target: Target, x: u64) -> Vec<u8> {
+        use crate::protocol::items;
+        let mut task = Vec::new();
+        message::start_task(&mut task);
+        items::push_run(&mut task, items::ARG_RUN, 8, 1, |b| {
+            b.extend_from_slice(&x.to_ne_bytes())
+        });
+        message::finish_task(&mut task, job, target, 1, DEFAULT_MAX_BODY).unwrap();
+        task
+    }
+
+    #[test]
+    fn results_held_back_go_out_before_a_fault() {
+        use crate::task::{Kernel, Unary};
+        let (parent, worker) = UnixStream::pair().unwrap();
+        let marker: &'static Marker = Box::leak(Box::new(Marker::create().unwrap().0));
+        let image = Image::current().unwrap();
+        let good = Unary::<u64, u64>::target_for(plus_one, image).unwrap();
+        let bad = Target { runner: 0, ..good };
+        // Both frames in one write: the first task's result may wait for
+        // the second, which is refused.
+        let mut both = plus_one_task(1, good, 41);
+        both.extend(plus_one_task(2, bad, 0));
+        (&parent).write_all(&both).unwrap();
+        assert_eq!(serve(&worker, image, marker, false), EXIT_PROTOCOL);
+        let mut body = Vec::new();
+        let kind = frame::read_frame(&mut &parent, &mut body, DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(kind, message::DONE, "the first task's result comes first");
+        let kind = frame::read_frame(&mut &parent, &mut body, DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(kind, message::FAULT);
     }
 
     #[test]
