@@ -139,10 +139,14 @@
 #![deny(missing_docs)]
 
 mod bootstrap;
+#[cfg(feature = "redis")]
+mod cluster;
 mod error;
 mod func;
 #[cfg(any(test, feature = "fuzzing"))]
 mod fuzz;
+#[cfg(feature = "redis")]
+mod host;
 mod pool;
 mod progress;
 mod protocol;
@@ -153,7 +157,7 @@ mod task;
 mod worker;
 
 pub use error::{DataKind, Error, ExitCause, PanicLocation, RemotePanic, Result};
-pub use pool::{Call, Pool, PoolBuilder, PoolStats, WorkerStats};
+pub use pool::{Call, HostStats, Pool, PoolBuilder, PoolStats, WorkerStats};
 pub use protocol::bytes::Bytes;
 pub use result::{AsyncResult, Callbacks, IMap, IMapStream, IMapUnordered, IntoCallbacks, NoCallbacks};
 pub use sandbox::{Enforcement, Sandbox, SandboxReport, SyscallRule};

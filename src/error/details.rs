@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 /// assert_eq!(procpool::DataKind::Argument.to_string(), "argument");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum DataKind {
     /// The value sent to the worker.
@@ -41,7 +41,7 @@ impl fmt::Display for DataKind {
 /// assert_eq!(cause.to_string(), "killed by signal 9 (SIGKILL)");
 /// assert_eq!(ExitCause::Exited(3).to_string(), "exited with code 3");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ExitCause {
     /// It exited with this code (`std::process::exit`, or returning from a
@@ -65,6 +65,11 @@ pub enum ExitCause {
         /// The signal that ended the process.
         signal: i32,
     },
+    /// The task ran on another machine's worker host (a pool built with
+    /// [`PoolBuilder::redis`](crate::PoolBuilder::redis)) that stopped
+    /// answering while it held the task: it was killed, hung, or lost its
+    /// network past its lease.
+    HostLost,
 }
 
 impl ExitCause {
@@ -128,6 +133,9 @@ impl fmt::Display for ExitCause {
             ),
             ExitCause::StackOverflow { signal } => {
                 write!(f, "stack overflow, killed by signal {}", SignalName(*signal))
+            }
+            ExitCause::HostLost => {
+                f.write_str("its worker host stopped answering: killed, hung, or cut off past its lease")
             }
         }
     }

@@ -268,6 +268,34 @@ pub enum Error {
     /// not run in it.
     #[error("this process is a procpool worker whose bootstrap did not run: {0}")]
     Bootstrap(String),
+
+    /// The Redis server of a pool built with
+    /// [`PoolBuilder::redis`](crate::PoolBuilder::redis) could not be
+    /// reached (at `build()`, or for longer than the pool's
+    /// [`redis_outage`](crate::PoolBuilder::redis_outage) later), or
+    /// refused a command.
+    #[error("the Redis server at {url} {message}")]
+    Redis {
+        /// The server's address, without its password.
+        url: String,
+        /// What went wrong, and what to do about it.
+        message: String,
+    },
+
+    /// No worker host of this program's build serves the queue of a pool
+    /// built with [`PoolBuilder::redis`](crate::PoolBuilder::redis), and
+    /// none came within the pool's start timeout.
+    #[error(
+        "no live worker host serves queue {queue:?} for this build ({build}) ; hosts seen: {seen} (start hosts of this very executable with PROCPOOL_REDIS, PROCPOOL_SECRET and PROCPOOL_QUEUE={queue})"
+    )]
+    NoHost {
+        /// The queue the pool sends to.
+        queue: String,
+        /// This program's build, as hosts announce theirs.
+        build: String,
+        /// The hosts that were seen on the queue (other builds), or "none".
+        seen: String,
+    },
 }
 
 impl Error {

@@ -49,6 +49,8 @@ pub struct PoolBuilder {
     limits: WorkerLimits,
     init: Option<InitFrame>,
     sandbox: Option<Sandbox>,
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: super::cluster_options::ClusterOptions,
 }
 
 /// The encoded initializer call (or why it could not be encoded).
@@ -71,6 +73,8 @@ impl Default for PoolBuilder {
             limits: WorkerLimits::default(),
             init: None,
             sandbox: None,
+            #[cfg(feature = "redis")]
+            cluster: Default::default(),
         }
     }
 }
@@ -297,6 +301,10 @@ impl PoolBuilder {
     /// assert!(matches!(err, procpool::Error::InvalidArgument(_)));
     /// ```
     pub fn build(self) -> Result<Pool, Error> {
+        #[cfg(feature = "redis")]
+        if self.cluster.is_set() {
+            return self.build_remote();
+        }
         let processes = match self.processes {
             Some(0) => {
                 return Err(Error::InvalidArgument("a pool needs at least one process".into()));
@@ -331,8 +339,36 @@ impl PoolBuilder {
             policy: self.policy,
             limits: self.limits,
             init,
+            #[cfg(feature = "redis")]
+            remote: None,
         };
         start_pool(processes, options)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl PoolBuilder {
+    fn build_remote(self) -> Result<Pool, Error> {
+        if self.start_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the start timeout must be longer than zero".into(),
+            ));
+        }
+        self.policy.check()?;
+        let local_only = [
+            (
+                self.processes.is_some(),
+                "processes (hosts set theirs with PROCPOOL_PROCESSES)",
+            ),
+            (self.limits.max_tasks.is_some(), "max_tasks_per_child"),
+            (self.limits.max_memory.is_some(), "max_memory_per_worker"),
+            (self.init.is_some(), "initializer"),
+            (self.sandbox.is_some(), "sandbox"),
+            (self.program.is_some(), "worker_program_for_tests"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name));
+        super::cluster_options::build(self.cluster, self.start_timeout, self.policy, local_only)
     }
 }
 

@@ -97,6 +97,34 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
+    /// A ticket for a chunk that came from elsewhere (a worker host runs
+    /// a caller's chunk): its outcome goes to `sink`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn new(
+        id: u64,
+        count: u32,
+        policy: TaskPolicy,
+        call: Arc<CallToken>,
+        shared: &Shared,
+        sink: Arc<dyn Sink>,
+    ) -> Ticket {
+        Ticket {
+            id,
+            meta: ChunkMeta {
+                first: 0,
+                count,
+                holes: Vec::new(),
+            },
+            policy,
+            attempt: 1,
+            unstarted_requeues: 0,
+            call,
+            stats: Arc::clone(&shared.stats),
+            sink: Some(sink),
+            _pending: shared.pending.token(),
+        }
+    }
+
     /// Whether the chunk may run again after its worker died.
     pub(crate) fn may_retry(&self) -> bool {
         crate::pool::shared::plan::runs_again(self.attempt, self.policy.retries, self.call.is_cancelled())
@@ -253,8 +281,9 @@ impl Encoder {
         first: usize,
         sink: &Arc<dyn Sink>,
     ) -> Option<Job> {
-        // Shared regions the items name go beside the frame.
-        let regions = Collect::start();
+        // Shared regions the items name go beside the frame; none cross
+        // to another machine (their bytes go inline).
+        let regions = (!shared.is_remote()).then(Collect::start);
         // Room for the headers and a small item: an `apply` allocates once.
         let mut frame = Vec::with_capacity(128);
         message::start_task(&mut frame);
@@ -266,7 +295,7 @@ impl Encoder {
             };
             (count, count, frame.len())
         });
-        let attached = regions.finish();
+        let attached = regions.map(Collect::finish).unwrap_or_default();
         if count == 0 {
             return None;
         }
@@ -440,6 +469,8 @@ mod tests {
                 policy: TaskPolicy::default(),
                 limits: WorkerLimits::default(),
                 init: None,
+                #[cfg(feature = "redis")]
+                remote: None,
             },
         )
         .unwrap();

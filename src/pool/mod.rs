@@ -6,11 +6,17 @@
 
 mod builder;
 pub(crate) mod call;
+#[cfg(feature = "redis")]
+mod cluster_options;
+#[cfg(feature = "redis")]
+pub(crate) use cluster_options::check_queue;
 mod capacity;
 mod engine;
 pub(crate) mod job;
 mod options;
 pub(crate) mod policy;
+#[cfg(feature = "redis")]
+pub(crate) mod remote;
 pub(crate) mod shared;
 pub(crate) mod stats;
 pub(crate) mod supervisor;
@@ -23,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
 pub use call::Call;
-pub use stats::{PoolStats, WorkerStats};
+pub use stats::{HostStats, PoolStats, WorkerStats};
 
 use crate::error::Error;
 use crate::result::{AsyncResult, IMap, IMapUnordered};

@@ -19,6 +19,8 @@ pub(crate) struct Stats {
     /// A moving average of a worker's time per job (0: none finished yet).
     job_ns: AtomicU64,
     seats: Vec<SeatStats>,
+    /// Items run per worker host (pools fed through Redis).
+    hosts: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// How much work the pool sends a worker ahead of the job it runs, in
@@ -49,6 +51,7 @@ impl Stats {
             parent_codec_ns: AtomicU64::new(0),
             job_ns: AtomicU64::new(0),
             seats: (0..seats).map(|_| SeatStats::default()).collect(),
+            hosts: std::sync::Mutex::default(),
         }
     }
 
@@ -61,6 +64,16 @@ impl Stats {
         self.completed.fetch_add(u64::from(ok), Relaxed);
         self.failed.fetch_add(u64::from(failed), Relaxed);
         self.seats[seat].tasks.fetch_add(u64::from(count), Relaxed);
+    }
+
+    /// Items of a chunk that worker host `host` ran (a pool fed through
+    /// Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn host_done(&self, host: &str, ok: u32, failed: u32, count: u32) {
+        self.completed.fetch_add(u64::from(ok), Relaxed);
+        self.failed.fetch_add(u64::from(failed), Relaxed);
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        *hosts.entry(host.to_owned()).or_default() += u64::from(count);
     }
 
     pub(crate) fn chunk_done(&self, seat: usize, ok: u32, failed: u32, count: u32, timing: Timing) {
@@ -152,6 +165,16 @@ impl Stats {
                     busy: d(&s.busy_ns),
                 })
                 .collect(),
+            hosts: self
+                .hosts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(name, tasks)| HostStats {
+                    name: name.clone(),
+                    tasks: *tasks,
+                })
+                .collect(),
         }
     }
 }
@@ -213,7 +236,32 @@ pub struct PoolStats {
     /// cost about as much as their encoding.
     pub parent_codec_time: Duration,
     /// Per worker seat (a seat keeps its counts across replacements).
+    /// Empty for a pool fed through Redis, whose workers are on its hosts.
     pub workers: Vec<WorkerStats>,
+    /// Per worker host, for a pool fed through Redis
+    /// ([`PoolBuilder::redis`](crate::PoolBuilder::redis)); empty for a
+    /// local pool.
+    pub hosts: Vec<HostStats>,
+}
+
+/// One worker host's share of a [`PoolStats`] (a pool fed through Redis).
+///
+/// # Examples
+///
+/// ```
+/// // A local pool has no hosts.
+/// let pool = procpool::Pool::new(1)?;
+/// assert!(pool.stats().hosts.is_empty());
+/// # Ok::<(), procpool::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostStats {
+    /// The host's name: `machine-pid-...`, as it announces itself.
+    pub name: String,
+    /// Items whose results it delivered to this pool (a result dropped as
+    /// a second one is not counted).
+    pub tasks: u64,
 }
 
 /// One worker seat's share of a [`PoolStats`].
@@ -258,6 +306,9 @@ impl std::fmt::Display for PoolStats {
                 "  worker {seat} (pid {pid}): {} tasks, busy {:?}",
                 w.tasks, w.busy
             )?;
+        }
+        for h in &self.hosts {
+            writeln!(f, "  host {}: {} tasks", h.name, h.tasks)?;
         }
         Ok(())
     }

@@ -146,6 +146,34 @@ pub(crate) fn finish_task(
     frame::finish(buf, TASK, max_body).map(drop)
 }
 
+/// Checks that `frame` is one whole, well-formed task frame of `count`
+/// items (made by another process: a caller whose chunk a worker host
+/// runs), and gives it the job id `job`.
+#[cfg(feature = "redis")]
+pub(crate) fn renumber_task(frame: &mut [u8], job: u64, count: u32) -> Result<(), ProtocolError> {
+    let h = frame::HEADER_LEN;
+    let header: &[u8; frame::HEADER_LEN] = frame
+        .get(..h)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ProtocolError::new("a task shorter than its header".to_owned()))?;
+    let (kind, len) = frame::parse_header(header, frame::DEFAULT_MAX_BODY)?;
+    if kind != TASK || len != frame.len() - h {
+        return Err(ProtocolError::new(format!(
+            "not a whole task frame (kind {kind:#x}, {len} bytes)"
+        )));
+    }
+    match ToWorker::decode(TASK, &frame[h..])? {
+        ToWorker::Task { count: c, .. } if c == count => {}
+        _ => {
+            return Err(ProtocolError::new(format!(
+                "a task frame that is not of {count} items"
+            )));
+        }
+    }
+    frame[h..h + 8].copy_from_slice(&job.to_le_bytes());
+    Ok(())
+}
+
 /// Splits a whole task frame (made here, so well formed) after its first
 /// `at` items: the first part keeps job id `head`, the rest becomes job
 /// `tail`. `None` if `at` does not fall inside the task.

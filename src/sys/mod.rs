@@ -15,4 +15,6 @@ pub(crate) mod process;
 pub(crate) mod region;
 pub(crate) mod shm;
 pub(crate) mod signal;
+#[cfg(feature = "redis")]
+pub(crate) mod terminate;
 pub(crate) mod tree;

@@ -17,7 +17,9 @@ const LAYERS: &[&str] = &[
     "worker",
     "progress",
     "result",
+    "cluster",
     "pool",
+    "host",
 ];
 
 /// Every `crate::<module>` that `source` names outside its unit tests.

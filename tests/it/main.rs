@@ -14,6 +14,8 @@ mod bootstrap;
 mod bytes;
 mod cancel;
 mod chaos;
+#[cfg(feature = "redis")]
+mod cluster;
 mod cpython_pool;
 mod cpython_worker_errors;
 mod fast_path;

@@ -149,6 +149,12 @@ impl Shared {
             job.fail(error);
             return Ok(());
         }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            drop(state);
+            remote.submit(job);
+            return Ok(());
+        }
         state.queue.push_back(job);
         let sends = self.dispatch_idle(&mut state);
         drop(state);

@@ -37,6 +37,8 @@ impl Rig {
             policy: TaskPolicy::default(),
             limits,
             init: None,
+            #[cfg(feature = "redis")]
+            remote: None,
         };
         let shared = Shared::new(processes, options).unwrap();
         let mut workers = Vec::new();

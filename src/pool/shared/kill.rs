@@ -132,6 +132,10 @@ impl Shared {
     /// was anything to cancel.
     pub(crate) fn cancel(&self, token: &Arc<CallToken>) -> bool {
         token.cancel();
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            return remote.cancel(token);
+        }
         let (dropped, killed) = {
             let mut state = self.lock();
             let (dropped, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut state.queue)
@@ -195,6 +199,8 @@ mod tests {
             policy: TaskPolicy::default(),
             limits: WorkerLimits::default(),
             init: None,
+            #[cfg(feature = "redis")]
+            remote: None,
         };
         let shared = Shared::new(1, options).unwrap();
         let encoder = Encoder::new::<Unary<u8, u8>>(&shared, echo, TaskPolicy::default()).unwrap();

@@ -199,6 +199,10 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_job: AtomicU64,
     me: Weak<Shared>,
+    /// Where jobs go instead of the seats, in a pool fed through Redis
+    /// (which has no seats).
+    #[cfg(feature = "redis")]
+    pub(crate) remote: Option<Arc<crate::pool::remote::Remote>>,
 }
 
 /// What a pool is made with, besides its size.
@@ -208,24 +212,65 @@ pub(crate) struct Options {
     pub(crate) policy: TaskPolicy,
     pub(crate) limits: WorkerLimits,
     pub(crate) init: Option<Vec<u8>>,
+    #[cfg(feature = "redis")]
+    pub(crate) remote: Option<Arc<crate::pool::remote::Remote>>,
+}
+
+impl Options {
+    fn is_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.remote.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
 }
 
 impl Shared {
+    /// Whether jobs go to worker hosts through Redis (no local seats).
+    pub(crate) fn is_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.remote.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     pub(crate) fn new(processes: usize, options: Options) -> std::io::Result<Arc<Shared>> {
+        Self::with_stats(
+            processes,
+            options,
+            Arc::new(Stats::new(processes)),
+            Arc::default(),
+        )
+    }
+
+    /// A pool whose counters and pending work are `stats` and `pending`
+    /// (made before it, for a remote end).
+    pub(crate) fn with_stats(
+        processes: usize,
+        options: Options,
+        stats: Arc<Stats>,
+        pending: Arc<Pending>,
+    ) -> std::io::Result<Arc<Shared>> {
         let callbacks = CallbackThread::start()?;
+        // A pool fed through Redis has no seats.
+        let seats = if cfg!(feature = "redis") && options.is_remote() {
+            0
+        } else {
+            processes
+        };
         Ok(Arc::new_cyclic(|me| Shared {
             processes,
             start: options.start,
-            pending: Arc::new(Pending::default()),
+            pending,
             policy: options.policy,
             limits: options.limits,
             init: options.init,
-            stats: Arc::new(Stats::new(processes)),
+            stats,
             state: Mutex::new(State {
                 lifecycle: Lifecycle::Running,
                 queue: VecDeque::new(),
-                seats: (0..processes).map(|_| Seat::default()).collect(),
-                idle: VecDeque::with_capacity(processes),
+                seats: (0..seats).map(|_| Seat::default()).collect(),
+                idle: VecDeque::with_capacity(seats),
                 broken: None,
                 timer_started: false,
                 timer_wakes_at: None,
@@ -236,6 +281,8 @@ impl Shared {
             threads: Mutex::new(Vec::with_capacity(processes + 1)),
             next_job: AtomicU64::new(1),
             me: me.clone(),
+            #[cfg(feature = "redis")]
+            remote: options.remote,
         }))
     }
 
@@ -419,6 +466,10 @@ impl Shared {
         for job in drained {
             job.fail(Error::Terminated);
         }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            remote.terminate();
+        }
         // Cutting a channel wakes its supervisor, which kills and reaps the
         // worker and fails the job it held.
         for channel in channels {
@@ -465,6 +516,10 @@ impl Shared {
         };
         for channel in channels {
             channel.finish();
+        }
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote {
+            remote.finish();
         }
         self.join_threads();
         let mut state = self.lock();

@@ -1,0 +1,308 @@
+//! One connection to the Redis server that rides out its restarts: a
+//! command that fails because the server is unreachable (or still loading
+//! its data after a restart) is sent again on a new connection, until the
+//! outage has lasted longer than its bound; then it fails with
+//! [`Error::Redis`].
+
+use std::time::{Duration, Instant};
+
+use redis::{ErrorKind, FromRedisValue, Value};
+
+use super::wire::Fields;
+use crate::error::Error;
+
+/// Longest a read waits for the server; blocking reads ask for less.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a blocking read (`XREAD ... BLOCK`) waits, so that the
+/// threads that use one notice a stop within this.
+pub(crate) const BLOCK: Duration = Duration::from_millis(500);
+
+/// A connection that reconnects.
+pub(crate) struct Link {
+    client: redis::Client,
+    con: Option<redis::Connection>,
+    url: String,
+    outage: Duration,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with its password (if any) hidden, for messages and logs.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Link {
+    /// Connects to the server at `url` now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] when the URL is malformed or the server cannot be
+    /// reached or refuses the credentials.
+    pub(crate) fn open(url: &str, outage: Duration) -> Result<Link, Error> {
+        let shown = redacted(url);
+        let client = redis::Client::open(url).map_err(|e| Error::Redis {
+            url: shown.clone(),
+            message: format!("is not a usable Redis URL: {e} (use redis://[user:password@]host:port/db, rediss:// for TLS, or unix:///path/to/socket)"),
+        })?;
+        let mut link = Link {
+            client,
+            con: None,
+            url: shown,
+            outage,
+        };
+        if let Err(e) = link.connect() {
+            return Err(link.error(&format!(
+                "could not be reached: {e} (check the URL, that the server runs, and the password)"
+            )));
+        }
+        Ok(link)
+    }
+
+    /// Another connection to the same server (for another thread).
+    pub(crate) fn another(&self) -> Result<Link, Error> {
+        let mut link = Link {
+            client: self.client.clone(),
+            con: None,
+            url: self.url.clone(),
+            outage: self.outage,
+        };
+        if let Err(e) = link.connect() {
+            return Err(link.error(&format!(
+                "could not be reached: {e} (check the URL, that the server runs, and the password)"
+            )));
+        }
+        Ok(link)
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, message: &str) -> Error {
+        Error::Redis {
+            url: self.url.clone(),
+            message: message.to_owned(),
+        }
+    }
+
+    fn connect(&mut self) -> redis::RedisResult<&mut redis::Connection> {
+        if self.con.is_none() {
+            let con = self.client.get_connection_with_timeout(READ_TIMEOUT)?;
+            con.set_read_timeout(Some(READ_TIMEOUT))?;
+            con.set_write_timeout(Some(READ_TIMEOUT))?;
+            self.con = Some(con);
+        }
+        Ok(self.con.as_mut().expect("just connected"))
+    }
+
+    /// Runs `op` on the connection, again on a new one while the server is
+    /// unreachable, for at most the outage bound.
+    fn retrying<T>(
+        &mut self,
+        mut op: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        let mut since: Option<Instant> = None;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let result = self.connect().and_then(&mut op);
+            match result {
+                Ok(value) => {
+                    if since.is_some() {
+                        tracing::info!(url = %self.url, "reconnected to Redis");
+                    }
+                    return Ok(value);
+                }
+                Err(e) if passing(&e) => {
+                    self.con = None;
+                    let first = *since.get_or_insert_with(|| {
+                        tracing::warn!(url = %self.url, error = %e, "lost Redis; reconnecting");
+                        Instant::now()
+                    });
+                    if first.elapsed() >= self.outage {
+                        return Err(self.error(&format!(
+                            "has been unreachable for {:?}, longer than the outage bound ({e}); check that it runs, or raise PoolBuilder::redis_outage",
+                            first.elapsed()
+                        )));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(self.error(&format!("refused a command: {e}"))),
+            }
+        }
+    }
+
+    /// Sends one command.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] when the server refuses it or stays unreachable.
+    pub(crate) fn query<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, Error> {
+        self.retrying(|con| cmd.query(con))
+    }
+
+    /// Sends a pipeline in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`query`](Self::query).
+    pub(crate) fn pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> Result<T, Error> {
+        self.retrying(|con| pipe.query(con))
+    }
+}
+
+/// Whether an error is the server being away (down, restarting, loading),
+/// worth a new connection, rather than a refused command.
+fn passing(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+        )
+}
+
+/// One stream entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) fields: Fields,
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The entries of a list of `[id, [field, value, ...]]` (from `XRANGE`,
+/// `XAUTOCLAIM`, or one stream of `XREAD`). Fields other than the three of
+/// [`Fields`] are ignored; a missing one is left empty (and so fails its
+/// seal).
+pub(crate) fn entries(value: &Value) -> Vec<Entry> {
+    let Value::Array(list) = value else {
+        return Vec::new();
+    };
+    let mut found = Vec::with_capacity(list.len());
+    for entry in list {
+        let Value::Array(parts) = entry else { continue };
+        let (Some(id), Some(Value::Array(pairs))) = (parts.first().and_then(text), parts.get(1)) else {
+            continue;
+        };
+        let mut fields = Fields::default();
+        for pair in pairs.chunks_exact(2) {
+            let (Value::BulkString(name), Value::BulkString(value)) = (&pair[0], &pair[1]) else {
+                continue;
+            };
+            match name.as_slice() {
+                b"h" => fields.header = value.clone(),
+                b"b" => fields.body = value.clone(),
+                b"s" => fields.seal = value.clone(),
+                _ => {}
+            }
+        }
+        found.push(Entry { id, fields });
+    }
+    found
+}
+
+/// The entries of the first stream of an `XREAD`/`XREADGROUP` answer
+/// (`Nil` when the block timed out).
+pub(crate) fn read_entries(value: &Value) -> Vec<Entry> {
+    match value {
+        Value::Array(streams) => streams
+            .first()
+            .and_then(|stream| match stream {
+                Value::Array(parts) => parts.get(1).map(entries),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        Value::Map(streams) => streams.first().map(|(_, list)| entries(list)).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The ids in an answer's list (as `XAUTOCLAIM`'s deleted ids).
+pub(crate) fn ids(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(list) => list.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Appends the `XADD` of an entry to `pipe`.
+pub(crate) fn xadd(pipe: &mut redis::Pipeline, stream: &str, maxlen: Option<usize>, fields: &Fields) {
+    let cmd = pipe.cmd("XADD").arg(stream);
+    if let Some(max) = maxlen {
+        cmd.arg("MAXLEN").arg("~").arg(max);
+    }
+    cmd.arg("*")
+        .arg("h")
+        .arg(&fields.header[..])
+        .arg("b")
+        .arg(&fields.body[..])
+        .arg("s")
+        .arg(&fields.seal[..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_from_messages() {
+        assert_eq!(redacted("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
+    }
+
+    #[test]
+    fn entries_are_read_from_a_stream_answer() {
+        let bulk = |s: &[u8]| Value::BulkString(s.to_vec());
+        let entry = Value::Array(vec![
+            bulk(b"1-0"),
+            Value::Array(vec![
+                bulk(b"h"),
+                bulk(b"H"),
+                bulk(b"b"),
+                bulk(b"B"),
+                bulk(b"s"),
+                bulk(b"S"),
+                bulk(b"x"),
+                bulk(b"X"),
+            ]),
+        ]);
+        let answer = Value::Array(vec![Value::Array(vec![
+            bulk(b"stream"),
+            Value::Array(vec![entry, Value::Nil]),
+        ])]);
+        let found = read_entries(&answer);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "1-0");
+        assert_eq!(
+            found[0].fields,
+            Fields {
+                header: b"H".to_vec(),
+                body: b"B".to_vec(),
+                seal: b"S".to_vec()
+            }
+        );
+        assert!(read_entries(&Value::Nil).is_empty());
+    }
+}
