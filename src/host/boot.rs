@@ -14,13 +14,16 @@ fn take_vars() -> Option<Vec<(&'static str, OsString)>> {
         .iter()
         .filter_map(|name| std::env::var_os(name).map(|value| (*name, value)))
         .collect();
+    // Removing the secret keeps it from the host's workers (they inherit
+    // the environment) and so from tasks.
     for name in super::VARS {
-        // SAFETY: this runs in a constructor, before `main` and before
-        // procpool starts any thread; no other code reads the environment
-        // concurrently. Removing the secret keeps it from the host's
-        // workers (they inherit the environment) and so from tasks.
-        unsafe { std::env::remove_var(name) };
+        crate::sys::process::remove_env(name);
     }
+    // Not a worker: this marks procpool's bootstrap as run (the host's
+    // constructor may run before the worker one, and the host starts
+    // workers).
+    let worker = crate::bootstrap::on_load();
+    debug_assert!(worker.is_none());
     Some(found)
 }
 
