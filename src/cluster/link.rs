@@ -248,12 +248,27 @@ pub(crate) fn ids(value: &Value) -> Vec<String> {
 
 /// Appends the `XADD` of an entry to `pipe`.
 pub(crate) fn xadd(pipe: &mut redis::Pipeline, stream: &str, maxlen: Option<usize>, fields: &Fields) {
+    xadd_noted(pipe, stream, maxlen, &[], fields);
+}
+
+/// Appends the `XADD` of an entry with `notes` (name, text) before its
+/// fields (a dead letter's reason) to `pipe`.
+pub(crate) fn xadd_noted(
+    pipe: &mut redis::Pipeline,
+    stream: &str,
+    maxlen: Option<usize>,
+    notes: &[(&str, &str)],
+    fields: &Fields,
+) {
     let cmd = pipe.cmd("XADD").arg(stream);
     if let Some(max) = maxlen {
         cmd.arg("MAXLEN").arg("~").arg(max);
     }
-    cmd.arg("*")
-        .arg("h")
+    cmd.arg("*");
+    for (name, text) in notes {
+        cmd.arg(*name).arg(*text);
+    }
+    cmd.arg("h")
         .arg(&fields.header[..])
         .arg("b")
         .arg(&fields.body[..])

@@ -206,22 +206,8 @@ pub(super) fn send_loop(state: &HostState, out: &Receiver<Outgoing>, mut link: L
                     fields,
                     reply,
                 } => {
-                    pipe.cmd("XADD")
-                        .arg(state.keys.dead())
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(10_000)
-                        .arg("*")
-                        .arg("reason")
-                        .arg(&reason)
-                        .arg("entry")
-                        .arg(&id)
-                        .arg("h")
-                        .arg(&fields.header[..])
-                        .arg("b")
-                        .arg(&fields.body[..])
-                        .arg("s")
-                        .arg(&fields.seal[..]);
+                    let notes = [("reason", reason.as_str()), ("entry", id.as_str())];
+                    link::xadd_noted(&mut pipe, &state.keys.dead(), Some(10_000), &notes, &fields);
                     if let Some((caller, fields)) = reply {
                         link::xadd(&mut pipe, &state.keys.reply(&caller), Some(100_000), &fields);
                     }
