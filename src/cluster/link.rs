@@ -183,7 +183,8 @@ pub(crate) struct Entry {
     pub(crate) fields: Fields,
 }
 
-fn text(value: &Value) -> Option<String> {
+/// The text of a string answer.
+pub(crate) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),

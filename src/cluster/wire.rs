@@ -26,6 +26,11 @@ pub(crate) struct TaskHeader {
     pub(crate) deliveries: u32,
 }
 
+/// A duration in whole nanoseconds, saturated.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl TaskHeader {
     pub(crate) fn timeout(&self) -> Option<Duration> {
         self.timeout_ns.map(Duration::from_nanos)
@@ -130,7 +135,7 @@ impl WireError {
             } => WireError::WorkerDied { pid, cause, attempts },
             Error::TimedOut { pid, after, .. } => WireError::TimedOut {
                 pid,
-                after_ns: u64::try_from(after.as_nanos()).unwrap_or(u64::MAX),
+                after_ns: nanos(after),
             },
             Error::Cancelled => WireError::Cancelled,
             Error::MemoryLimit {

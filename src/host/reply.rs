@@ -292,13 +292,12 @@ fn renew_claims(state: &HostState, link: &mut Link, tasks: &str, held: &[(String
             return;
         }
     };
+    // Each pending entry is `[id, consumer, idle, deliveries]`.
     let owned: HashSet<String> = match pending {
         redis::Value::Array(list) => list
             .iter()
             .filter_map(|e| match e {
-                redis::Value::Array(parts) => {
-                    link::ids(&redis::Value::Array(parts.iter().take(1).cloned().collect())).pop()
-                }
+                redis::Value::Array(parts) => parts.first().and_then(link::text),
                 _ => None,
             })
             .collect(),

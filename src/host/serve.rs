@@ -313,14 +313,15 @@ impl Host {
     fn run(&mut self, entry: Entry, header: TaskHeader) {
         let shared = &self.state.pool.shared;
         let job = shared.next_job_id();
-        let Entry { id, fields } = entry;
-        let Fields { body: mut frame, .. } = fields.clone();
-        if let Err(e) = message::renumber_task(&mut frame, job, header.count) {
+        let Entry { id, mut fields } = entry;
+        // Checked in place: a refused frame is left as it came.
+        if let Err(e) = message::renumber_task(&mut fields.body, job, header.count) {
             return self.reject(
                 Entry { id, fields },
                 &format!("sealed but malformed task: {}", e.0),
             );
         }
+        let frame = fields.body;
         let token = {
             let mut holding = self.state.lock();
             let token = HostState::token(&holding, &header.caller, header.call);

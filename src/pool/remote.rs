@@ -305,11 +305,7 @@ impl Remote {
                     call: call_id(&job.ticket.call),
                     job: job.ticket.id,
                     count: job.ticket.meta.count,
-                    timeout_ns: job
-                        .ticket
-                        .policy
-                        .timeout
-                        .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+                    timeout_ns: job.ticket.policy.timeout.map(crate::cluster::wire::nanos),
                     retries: job.ticket.policy.retries,
                     deliveries: self.config.deliveries,
                 };
