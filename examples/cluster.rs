@@ -1,6 +1,7 @@
 //! A pool across machines, on one machine: a private `redis-server` (unless
 //! `PROCPOOL_REDIS` names one), three worker hosts (copies of this very
-//! program, started with `PROCPOOL_REDIS`), a `map` with a progress bar,
+//! program, started with `PROCPOOL_REDIS`), a `map` with a progress bar
+//! (indicatif, drawn when stderr is a terminal),
 //! one host SIGKILLed midway, every result arriving exactly once, and what
 //! each host ran.
 //!
@@ -86,23 +87,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut seen = vec![0u32; n as usize];
     let mut killed = None;
+    let bar = indicatif::ProgressBar::new(n);
     let results = pool.with_chunksize(10).imap_unordered(work, 0..n)?;
     for (i, result) in results.enumerate() {
         let value = result?;
         let x = (value as f64).sqrt().round() as usize;
         seen[x] += 1;
-        if (i + 1) % (n as usize / 10) == 0 {
-            let done = (i + 1) * 40 / n as usize;
-            println!("[{}{}] {}/{n}", "#".repeat(done), " ".repeat(40 - done), i + 1);
-        }
+        bar.inc(1);
         if i == n as usize / 3 && killed.is_none() {
             let victim = &mut hosts[0];
             victim.kill()?;
             victim.wait()?;
-            println!("SIGKILLed host pid {} after {i} results", victim.id());
+            let pid = victim.id();
+            bar.suspend(|| println!("SIGKILLed host pid {pid} after {i} results"));
             killed = Some(victim.id());
         }
     }
+    bar.finish();
     let elapsed = started.elapsed();
     let once = seen.iter().filter(|c| **c == 1).count();
     println!(

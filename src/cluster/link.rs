@@ -36,10 +36,22 @@ impl std::fmt::Debug for Link {
 
 /// `url` with its password (if any) hidden, for messages and logs.
 pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut shown = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
         _ => url.to_owned(),
+    };
+    // A unix socket's password is a query parameter: `?user=u&pass=p`.
+    if let Some(query) = shown.find('?') {
+        let hidden: Vec<String> = shown[query + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("pass", _)) => "pass=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{}?{}", &shown[..query], hidden.join("&"));
     }
+    shown
 }
 
 impl Link {
@@ -286,6 +298,10 @@ mod tests {
         assert_eq!(redacted("redis://user:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
         assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
+        assert_eq!(
+            redacted("unix:///tmp/r.sock?user=u&pass=pw&db=1"),
+            "unix:///tmp/r.sock?user=u&pass=***&db=1"
+        );
     }
 
     #[test]
