@@ -18,15 +18,23 @@ struct Redis {
     /// The URL clients use (the fixture's own client may differ: see
     /// `acl_users_and_passwords_in_the_url_are_used_and_never_shown`).
     url: Option<String>,
+    /// More arguments for `redis-server`.
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments too.
+    fn start_with(extra: &[String]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let mut redis = Redis {
             dir,
             server: None,
             url: None,
+            extra: extra.to_vec(),
         };
         redis.launch();
         redis
@@ -61,6 +69,7 @@ impl Redis {
                 "--dir",
             ])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it with apt-get)");
@@ -696,4 +705,141 @@ fn sigterm_drains_a_host_which_finishes_the_task_it_runs() {
     });
     assert!(status.unwrap().success(), "{status:?}\n{}", host.log());
     assert!(host.log().contains("draining"), "{}", host.log());
+}
+
+/// A free TCP port on loopback (the listener is closed before use).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private CA and a server certificate for 127.0.0.1, made with the
+/// `openssl` command in `dir`; returns the CA's certificate file.
+fn make_certificates(dir: &std::path::Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed (.ci/run installs it)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=procpool test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    dir.join("ca.crt")
+}
+
+#[test]
+#[ignore = "child program of tls_is_used_and_its_certificate_checked"]
+fn tls_caller() {
+    let Ok(url) = std::env::var("PROCPOOL_TEST_REDIS") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .redis(url)
+        .queue("tls")
+        .secret(SECRET)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(square, 0..100).unwrap()[99], 99 * 99);
+}
+
+#[test]
+fn tls_is_used_and_its_certificate_checked() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = make_certificates(certs.path());
+    let port = free_port();
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_owned();
+    let mut redis = Redis::start_with(&[
+        "--tls-port".to_owned(),
+        port.to_string(),
+        "--tls-cert-file".to_owned(),
+        file("srv.crt"),
+        "--tls-key-file".to_owned(),
+        file("srv.key"),
+        "--tls-ca-cert-file".to_owned(),
+        file("ca.crt"),
+        "--tls-auth-clients".to_owned(),
+        "no".to_owned(),
+    ]);
+    redis.url = Some(format!("rediss://127.0.0.1:{port}"));
+    // Hosts and caller trust the private CA through SSL_CERT_FILE.
+    let host = Command::new(std::env::current_exe().unwrap())
+        .env("PROCPOOL_REDIS", redis.url())
+        .env("PROCPOOL_SECRET", SECRET)
+        .env("PROCPOOL_QUEUE", "tls")
+        .env("PROCPOOL_PROCESSES", "1")
+        .env("SSL_CERT_FILE", &ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _host = Host {
+        child: host,
+        log: certs.path().join("none.log"),
+    };
+    let out = crate::common::run_child_test(
+        "cluster::tls_caller",
+        &[
+            ("PROCPOOL_TEST_REDIS", &redis.url()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    crate::common::assert_child_passed(&out);
+    // Without the CA, the server's certificate is refused.
+    let err = Pool::builder()
+        .redis(redis.url())
+        .queue("tls")
+        .secret(SECRET)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Redis { .. }), "{err}");
 }
