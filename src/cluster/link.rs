@@ -208,25 +208,29 @@ pub(crate) fn text(value: &Value) -> Option<String> {
 /// `XAUTOCLAIM`, or one stream of `XREAD`). Fields other than the three of
 /// [`Fields`] are ignored; a missing one is left empty (and so fails its
 /// seal).
-pub(crate) fn entries(value: &Value) -> Vec<Entry> {
+pub(crate) fn entries(value: Value) -> Vec<Entry> {
     let Value::Array(list) = value else {
         return Vec::new();
     };
     let mut found = Vec::with_capacity(list.len());
     for entry in list {
         let Value::Array(parts) = entry else { continue };
-        let (Some(id), Some(Value::Array(pairs))) = (parts.first().and_then(text), parts.get(1)) else {
+        let mut parts = parts.into_iter();
+        let (Some(id), Some(Value::Array(pairs))) = (parts.next().as_ref().and_then(text), parts.next())
+        else {
             continue;
         };
+        // The values are moved out, not copied: a body may be large.
         let mut fields = Fields::default();
-        for pair in pairs.chunks_exact(2) {
-            let (Value::BulkString(name), Value::BulkString(value)) = (&pair[0], &pair[1]) else {
+        let mut pairs = pairs.into_iter();
+        while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+            let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
                 continue;
             };
             match name.as_slice() {
-                b"h" => fields.header = value.clone(),
-                b"b" => fields.body = value.clone(),
-                b"s" => fields.seal = value.clone(),
+                b"h" => fields.header = value,
+                b"b" => fields.body = value,
+                b"s" => fields.seal = value,
                 _ => {}
             }
         }
@@ -237,18 +241,16 @@ pub(crate) fn entries(value: &Value) -> Vec<Entry> {
 
 /// The entries of the first stream of an `XREAD`/`XREADGROUP` answer
 /// (`Nil` when the block timed out).
-pub(crate) fn read_entries(value: &Value) -> Vec<Entry> {
-    match value {
-        Value::Array(streams) => streams
-            .first()
-            .and_then(|stream| match stream {
-                Value::Array(parts) => parts.get(1).map(entries),
-                _ => None,
-            })
-            .unwrap_or_default(),
-        Value::Map(streams) => streams.first().map(|(_, list)| entries(list)).unwrap_or_default(),
-        _ => Vec::new(),
-    }
+pub(crate) fn read_entries(value: Value) -> Vec<Entry> {
+    let stream = match value {
+        Value::Array(streams) => streams.into_iter().next().and_then(|stream| match stream {
+            Value::Array(parts) => parts.into_iter().nth(1),
+            _ => None,
+        }),
+        Value::Map(streams) => streams.into_iter().next().map(|(_, list)| list),
+        _ => None,
+    };
+    stream.map(entries).unwrap_or_default()
 }
 
 /// The ids in an answer's list (as `XAUTOCLAIM`'s deleted ids).
@@ -324,7 +326,7 @@ mod tests {
             bulk(b"stream"),
             Value::Array(vec![entry, Value::Nil]),
         ])]);
-        let found = read_entries(&answer);
+        let found = read_entries(answer);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "1-0");
         assert_eq!(
@@ -335,6 +337,6 @@ mod tests {
                 seal: b"S".to_vec()
             }
         );
-        assert!(read_entries(&Value::Nil).is_empty());
+        assert!(read_entries(Value::Nil).is_empty());
     }
 }

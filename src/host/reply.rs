@@ -153,12 +153,19 @@ impl Sink for HostSink {
             return;
         }
         parts.sort_by_key(|(first, _, _)| *first);
-        let mut body = Vec::with_capacity(parts.iter().map(|(_, _, b)| b.len()).sum());
-        let mut segments = Vec::with_capacity(parts.len());
-        for (_, segment, bytes) in parts.drain(..) {
-            body.extend_from_slice(&bytes);
-            segments.push(segment);
-        }
+        let (body, segments) = if parts.len() == 1 {
+            // The usual case: one part, whose bytes are the body as they are.
+            let (_, segment, bytes) = parts.pop().expect("one part");
+            (bytes, vec![segment])
+        } else {
+            let mut body = Vec::with_capacity(parts.iter().map(|(_, _, b)| b.len()).sum());
+            let mut segments = Vec::with_capacity(parts.len());
+            for (_, segment, bytes) in parts.drain(..) {
+                body.extend_from_slice(&bytes);
+                segments.push(segment);
+            }
+            (body, segments)
+        };
         let header = ReplyHeader {
             job: self.job,
             host: self.host.clone(),
@@ -359,7 +366,7 @@ pub(super) fn control_loop(state: &HostState, mut link: Link) {
             .arg(&last)
             .clone();
         let entries = match link.query::<redis::Value>(&read) {
-            Ok(value) => link::read_entries(&value),
+            Ok(value) => link::read_entries(value),
             Err(error) => {
                 tracing::warn!(%error, "could not read the control stream");
                 continue;

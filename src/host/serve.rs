@@ -24,6 +24,10 @@ use crate::protocol::attach::{Attached, TaskFrame};
 use crate::protocol::message;
 use crate::sys::terminate;
 
+/// Tasks a host holds per worker besides those the local pool would send
+/// ahead: the running one and two to cover a round trip to Redis.
+const HELD_PER_WORKER: usize = 3;
+
 /// A running host.
 pub(super) struct Host {
     state: Arc<HostState>,
@@ -98,12 +102,16 @@ impl Host {
     /// Serves until SIGTERM or SIGINT, then drains.
     pub(super) fn serve(mut self) -> Result<(), Error> {
         let state = Arc::clone(&self.state);
-        let capacity = 2 * state.processes;
         let tasks = state.keys.tasks();
         let mut reclaimed = Instant::now()
             .checked_sub(state.lease)
             .unwrap_or_else(Instant::now);
         while !terminate::asked() {
+            // Each worker gets the task it runs, the next ones for while a
+            // round trip to Redis goes on, and as many more as the local
+            // pool would send it ahead (many of quick tasks). Not more:
+            // what a host holds, other hosts cannot run.
+            let capacity = state.processes * (HELD_PER_WORKER + state.pool.shared.stats.depth());
             let free = capacity.saturating_sub(state.lock().entries.len());
             if free == 0 {
                 let holding = state.lock();
@@ -131,7 +139,7 @@ impl Host {
                 .clone();
             match self.link.query::<redis::Value>(&read) {
                 Ok(value) => {
-                    let entries = link::read_entries(&value);
+                    let entries = link::read_entries(value);
                     self.take_all(entries.into_iter().map(|e| (e, 1)).collect());
                 }
                 Err(error) => {
@@ -190,8 +198,8 @@ impl Host {
         let redis::Value::Array(parts) = value else {
             return Ok(());
         };
-        let entries = parts.get(1).map(link::entries).unwrap_or_default();
         let deleted = parts.get(2).map(link::ids).unwrap_or_default();
+        let entries = parts.into_iter().nth(1).map(link::entries).unwrap_or_default();
         if !deleted.is_empty() {
             self.link
                 .query::<()>(redis::cmd("XACK").arg(&tasks).arg(GROUP).arg(&deleted))?;

@@ -53,6 +53,9 @@ impl std::fmt::Debug for RemoteConfig {
 /// The most entries one pipeline carries.
 const BATCH: usize = 256;
 
+/// A pipeline of tasks ends once its bodies reach this size.
+const BATCH_BYTES: usize = 1 << 20;
+
 /// The id a call has on the wire: its token's address, unique while any
 /// of its jobs lives (each holds the token).
 pub(crate) fn call_id(token: &Arc<CallToken>) -> u64 {
@@ -287,7 +290,17 @@ impl Remote {
                     }
                     let room = self.window.saturating_sub(state.outstanding.len());
                     if room > 0 && !state.waiting.is_empty() {
-                        let take = room.min(BATCH).min(state.waiting.len());
+                        // A batch ends at BATCH_BYTES too: hosts start on
+                        // the first chunks of a large call while the rest
+                        // is sealed and sent.
+                        let (mut take, mut bytes) = (0, 0);
+                        for job in state.waiting.iter().take(room.min(BATCH)) {
+                            if take > 0 && bytes + job.frame.len() > BATCH_BYTES {
+                                break;
+                            }
+                            take += 1;
+                            bytes += job.frame.len();
+                        }
                         break state.waiting.drain(..take).collect();
                     }
                     state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -374,7 +387,7 @@ impl Remote {
                     continue;
                 }
             };
-            let entries = link::read_entries(&value);
+            let entries = link::read_entries(value);
             if entries.is_empty() {
                 self.watch_hosts(&mut link);
                 continue;
