@@ -1,6 +1,7 @@
 //! A host's intake: task entries read from the consumer group (and taken
 //! over from silent hosts), checked, and submitted to the local pool.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -34,6 +35,8 @@ pub(super) struct Host {
     link: Link,
     out: Sender<Outgoing>,
     threads: Vec<JoinHandle<()>>,
+    /// Callers recently seen alive, and when.
+    alive: HashMap<String, Instant>,
 }
 
 impl Host {
@@ -96,6 +99,7 @@ impl Host {
             link,
             out,
             threads,
+            alive: HashMap::new(),
         })
     }
 
@@ -260,22 +264,37 @@ impl Host {
 
     /// The callers among `opened` whose liveness key has expired.
     fn gone_callers(&mut self, opened: &[(Entry, TaskHeader, u32)]) -> Vec<String> {
-        let mut callers: Vec<&String> = opened.iter().map(|(_, h, _)| &h.caller).collect();
+        // A caller seen alive within a third of the lease is not asked
+        // about again: an `apply` then costs no round trip for it.
+        let fresh = self.state.lease / 3;
+        self.alive.retain(|_, seen| seen.elapsed() < fresh);
+        let mut callers: Vec<&String> = opened
+            .iter()
+            .map(|(_, h, _)| &h.caller)
+            .filter(|caller| !self.alive.contains_key(*caller))
+            .collect();
         callers.sort();
         callers.dedup();
+        if callers.is_empty() {
+            return Vec::new();
+        }
         let mut pipe = redis::pipe();
         for caller in &callers {
             pipe.cmd("EXISTS").arg(self.state.keys.caller(caller));
         }
-        match self.link.pipe::<Vec<i64>>(&pipe) {
-            Ok(alive) => callers
-                .into_iter()
-                .zip(alive)
-                .filter(|(_, n)| *n == 0)
-                .map(|(c, _)| c.clone())
-                .collect(),
-            Err(_) => Vec::new(),
+        let alive = match self.link.pipe::<Vec<i64>>(&pipe) {
+            Ok(alive) => alive,
+            Err(_) => return Vec::new(),
+        };
+        let mut gone = Vec::new();
+        for (caller, n) in callers.into_iter().zip(alive) {
+            if n == 0 {
+                gone.push(caller.clone());
+            } else {
+                self.alive.insert(caller.clone(), Instant::now());
+            }
         }
+        gone
     }
 
     fn reject(&mut self, entry: Entry, why: &str) {
