@@ -66,7 +66,7 @@ pub enum ExitCause {
         signal: i32,
     },
     /// The task ran on another machine's worker host (a pool built with
-    /// [`PoolBuilder::redis`](crate::PoolBuilder::redis)) that stopped
+    /// `PoolBuilder::redis` (cargo feature `redis`)) that stopped
     /// answering while it held the task: it was killed, hung, or lost its
     /// network past its lease.
     HostLost,

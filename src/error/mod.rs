@@ -270,9 +270,9 @@ pub enum Error {
     Bootstrap(String),
 
     /// The Redis server of a pool built with
-    /// [`PoolBuilder::redis`](crate::PoolBuilder::redis) could not be
+    /// `PoolBuilder::redis` (cargo feature `redis`) could not be
     /// reached (at `build()`, or for longer than the pool's
-    /// [`redis_outage`](crate::PoolBuilder::redis_outage) later), or
+    /// `redis_outage` later), or
     /// refused a command.
     #[error("the Redis server at {url} {message}")]
     Redis {
@@ -283,7 +283,7 @@ pub enum Error {
     },
 
     /// No worker host of this program's build serves the queue of a pool
-    /// built with [`PoolBuilder::redis`](crate::PoolBuilder::redis), and
+    /// built with `PoolBuilder::redis` (cargo feature `redis`), and
     /// none came within the pool's start timeout.
     #[error(
         "no live worker host serves queue {queue:?} for this build ({build}) ; hosts seen: {seen} (start hosts of this very executable with PROCPOOL_REDIS, PROCPOOL_SECRET and PROCPOOL_QUEUE={queue})"

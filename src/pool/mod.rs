@@ -158,7 +158,10 @@ impl Pool {
         self.shared.stats()
     }
 
-    /// The number of workers the pool keeps running.
+    /// The number of workers the pool keeps running. For a pool fed
+    /// through Redis (`PoolBuilder::redis`, cargo feature `redis`), the worker processes of the
+    /// live hosts of its queue and build when it was built (it sizes
+    /// default chunks; hosts may come and go since).
     ///
     /// # Examples
     ///
@@ -174,7 +177,9 @@ impl Pool {
     /// moment it is started). A worker that died is replaced by one with a
     /// new pid before its task's error is delivered; after
     /// [`join`](Self::join) or [`terminate`](Self::terminate) the list is
-    /// empty.
+    /// empty. Always empty for a pool fed through Redis
+    /// (`PoolBuilder::redis`, cargo feature `redis`): its workers are on its hosts' machines
+    /// ([`PoolStats::hosts`] counts their work).
     ///
     /// # Examples
     ///

@@ -239,7 +239,7 @@ pub struct PoolStats {
     /// Empty for a pool fed through Redis, whose workers are on its hosts.
     pub workers: Vec<WorkerStats>,
     /// Per worker host, for a pool fed through Redis
-    /// ([`PoolBuilder::redis`](crate::PoolBuilder::redis)); empty for a
+    /// (`PoolBuilder::redis` (cargo feature `redis`)); empty for a
     /// local pool.
     pub hosts: Vec<HostStats>,
 }
