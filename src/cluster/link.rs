@@ -18,12 +18,16 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// threads that use one notice a stop within this.
 pub(crate) const BLOCK: Duration = Duration::from_millis(500);
 
+/// Says when to stop riding out an outage (the pool or host is stopping).
+pub(crate) type Abort = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// A connection that reconnects.
 pub(crate) struct Link {
     client: redis::Client,
     con: Option<redis::Connection>,
     url: String,
     outage: Duration,
+    abort: Option<Abort>,
 }
 
 impl std::fmt::Debug for Link {
@@ -72,6 +76,7 @@ impl Link {
             con: None,
             url: shown,
             outage,
+            abort: None,
         };
         if let Err(e) = link.connect() {
             return Err(link.error(&format!(
@@ -88,6 +93,7 @@ impl Link {
             con: None,
             url: self.url.clone(),
             outage: self.outage,
+            abort: self.abort.clone(),
         };
         if let Err(e) = link.connect() {
             return Err(link.error(&format!(
@@ -95,6 +101,13 @@ impl Link {
             )));
         }
         Ok(link)
+    }
+
+    /// From now on (and in [`another`](Self::another) link made from this
+    /// one), an outage is not ridden out once `abort` says so: a stopping
+    /// pool or host does not wait for a server that is gone.
+    pub(crate) fn abort_when(&mut self, abort: Abort) {
+        self.abort = Some(abort);
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -141,6 +154,9 @@ impl Link {
                         tracing::warn!(url = %self.url, error = %e, "lost Redis; reconnecting");
                         Instant::now()
                     });
+                    if self.abort.as_ref().is_some_and(|abort| abort()) {
+                        return Err(self.error(&format!("is unreachable ({e}), and this end is stopping")));
+                    }
                     if first.elapsed() >= self.outage {
                         return Err(self.error(&format!(
                             "has been unreachable for {:?}, longer than the outage bound ({e}); check that it runs, or raise PoolBuilder::redis_outage",

@@ -46,6 +46,8 @@ impl Host {
         let build = crate::cluster::build_name().map_err(failed)?;
         let keys = Keys::new(&config.queue, &build);
         let mut link = Link::open(&config.url, crate::cluster::DEFAULT_OUTAGE)?;
+        // A host asked to stop does not wait for a server that is gone.
+        link.abort_when(Arc::new(terminate::asked));
         create_group(&mut link, &keys)?;
         terminate::catch().map_err(Error::spawn)?;
         let pool = Pool::builder().processes(config.processes).build()?;

@@ -84,7 +84,8 @@ pub(crate) struct Remote {
     pending: Arc<Pending>,
     state: Mutex<State>,
     wake: Condvar,
-    stop: AtomicBool,
+    /// Set when the pool stops; its links then give up on an outage.
+    stop: Arc<AtomicBool>,
     /// For cancels and the end, from the caller's threads.
     control: Mutex<Link>,
 }
@@ -137,6 +138,9 @@ impl Remote {
                 .arg("PX")
                 .arg(millis(config.lease)),
         )?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stopping);
+        link.abort_when(Arc::new(move || flag.load(Ordering::SeqCst)));
         let sender_link = link.another()?;
         let reader_link = link.another()?;
         let remote = Arc::new(Remote {
@@ -150,7 +154,7 @@ impl Remote {
             pending,
             state: Mutex::default(),
             wake: Condvar::new(),
-            stop: AtomicBool::new(false),
+            stop: stopping,
             control: Mutex::new(link),
         });
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {

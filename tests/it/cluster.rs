@@ -843,3 +843,25 @@ fn tls_is_used_and_its_certificate_checked() {
         .unwrap_err();
     assert!(matches!(err, Error::Redis { .. }), "{err}");
 }
+
+#[test]
+fn a_pool_and_a_host_stop_promptly_when_their_redis_is_gone() {
+    let mut redis = Redis::start();
+    let mut host = redis.host("gone", 1, 1000);
+    let pool = redis.pool("gone");
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    redis.stop();
+    // Without the server, stopping does not ride out the outage (60 s by
+    // default): terminate returns, and a drained host exits.
+    let started = Instant::now();
+    pool.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "terminate took {:?}",
+        started.elapsed()
+    );
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    eventually(Duration::from_secs(20), "the host exited", || {
+        host.child.try_wait().unwrap().is_some()
+    });
+}
