@@ -34,6 +34,7 @@ pub(crate) fn map_rate(opts: &Opts, redis: &Redis) -> Fallible<Vec<Section>> {
         check_all(what, &got?, &want)?;
         Ok(n as f64 / secs)
     };
+    let memory_before = used_memory(redis)?;
     let (mut pp, mut lo) = (Sample::new(), Sample::new());
     for rep in 0..reps {
         if rep % 2 == 0 {
@@ -49,6 +50,16 @@ pub(crate) fn map_rate(opts: &Opts, redis: &Redis) -> Fallible<Vec<Section>> {
     remote.close();
     remote.join()?;
     hosts.stop()?;
+    // Bounded Redis: what the items left behind.
+    let left = left_in_streams(redis, "i")?;
+    let memory_after = used_memory(redis)?;
+    if left != (0, 0) {
+        return Err(format!(
+            "(i) left {} entries and {} pending in the task stream",
+            left.0, left.1
+        )
+        .into());
+    }
 
     let section = Section::new(
         "(i) map of trivial items via Redis",
@@ -64,9 +75,37 @@ pub(crate) fn map_rate(opts: &Opts, redis: &Redis) -> Fallible<Vec<Section>> {
     .note(format!(
         "{reps} reps of map(|x| x.wrapping_mul(3), {n} items), default chunksize (ceil(n / (4 × \
              {WORKERS})) on both sides), the two pools in alternating order; procpool: 1 host of \
-             {WORKERS} worker processes"
+             {WORKERS} worker processes; after the {} items through Redis: task stream empty, \
+             nothing pending, Redis used_memory {memory_before} → {memory_after} bytes",
+        reps as u64 * n
     ));
     Ok(vec![section])
+}
+
+/// Redis's `used_memory`, in bytes.
+fn used_memory(redis: &Redis) -> Fallible<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut redis.con()?)?;
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .ok_or("INFO memory has no used_memory")?;
+    Ok(line.trim().parse()?)
+}
+
+/// The entries and pending entries left in `queue`'s task streams.
+fn left_in_streams(redis: &Redis, queue: &str) -> Fallible<(u64, u64)> {
+    let mut con = redis.con()?;
+    let streams: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("procpool:{queue}:*:tasks"))
+        .query(&mut con)?;
+    let (mut entries, mut pending) = (0, 0);
+    for stream in streams {
+        entries += redis::cmd("XLEN").arg(&stream).query::<u64>(&mut con)?;
+        let summary: (u64, redis::Value, redis::Value, redis::Value) =
+            redis::cmd("XPENDING").arg(&stream).arg("hosts").query(&mut con)?;
+        pending += summary.0;
+    }
+    Ok((entries, pending))
 }
 
 /// The host counts of (j).

@@ -64,6 +64,9 @@ where
     shared.check_open()?;
     let encoder = Encoder::new::<K>(shared, func, policy)?;
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    if shared.is_remote() {
+        slot.comes_from_far();
+    }
     let sink: Arc<dyn Sink> = OneShot::new(resolver);
     let job = encoder
         .chunk(shared, &mut std::iter::once(arg), 1, 0, &sink)
@@ -142,6 +145,9 @@ where
     I: Iterator<Item = A>,
 {
     let (slot, resolver) = Resolver::new(callbacks, &shared.callback_sender(), || shared.pending.token());
+    if shared.is_remote() {
+        slot.comes_from_far();
+    }
     let total = exact_len(&items);
     if let Some(progress) = &progress {
         progress.start(total);

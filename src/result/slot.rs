@@ -39,9 +39,18 @@ pub(crate) struct Slot<T> {
     /// Whether the result runs callbacks before it becomes ready (and so
     /// needs the callback thread).
     has_callbacks: bool,
+    /// Cleared for results that come from far (a pool fed through Redis):
+    /// waiting for them awake only takes a CPU from the rest.
+    spin: AtomicBool,
 }
 
 impl<T> Slot<T> {
+    /// Waiters of this result sleep at once instead of spinning first: it
+    /// comes from another machine, hundreds of microseconds away.
+    pub(crate) fn comes_from_far(&self) {
+        self.spin.store(false, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -108,6 +117,7 @@ impl<T: Send + 'static> Resolver<T> {
             waiters: AtomicUsize::new(0),
             filled: AtomicBool::new(false),
             has_callbacks: callbacks.is_some(),
+            spin: AtomicBool::new(true),
         });
         let callbacks = callbacks.map(|c| (c, runner.clone(), pending()));
         (
@@ -421,7 +431,10 @@ impl<T> AsyncResult<T> {
     /// more than a round trip to a worker. Spins for at most
     /// [`SPIN`](Self::SPIN), and only where another CPU can run the pool.
     fn spin_briefly(&self, deadline: Option<Instant>) {
-        if !*SPIN_ALLOWED || self.slot.filled.load(Ordering::Acquire) {
+        if !*SPIN_ALLOWED
+            || !self.slot.spin.load(Ordering::Relaxed)
+            || self.slot.filled.load(Ordering::Acquire)
+        {
             return;
         }
         let start = Instant::now();
