@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The caller reads PROCPOOL_DEMO_REDIS, not PROCPOOL_REDIS: a process
     // with PROCPOOL_REDIS is a host.
     let dir = tempfile_dir()?;
-    let (url, mut server) = match std::env::var("PROCPOOL_DEMO_REDIS") {
+    let (url, server) = match std::env::var("PROCPOOL_DEMO_REDIS") {
         Ok(url) => (url, None),
         Err(_) => {
             let socket = format!("{dir}/redis.sock");
@@ -58,21 +58,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (format!("unix://{socket}"), Some(child))
         }
     };
-    let mut hosts: Vec<Child> = (0..3)
-        .map(|_| {
-            Command::new(std::env::current_exe()?)
-                .env("PROCPOOL_REDIS", &url)
-                .env("PROCPOOL_SECRET", SECRET)
-                .env("PROCPOOL_QUEUE", "demo")
-                .env("PROCPOOL_PROCESSES", "2")
-                .env("PROCPOOL_LEASE_MS", "1000")
-                .env("PROCPOOL_LOG", "warn")
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
+    // Declared first, dropped last: the server outlives the hosts.
+    let _server = Reaper(server.into_iter().collect());
+    let mut hosts = Reaper(
+        (0..3)
+            .map(|_| {
+                Command::new(std::env::current_exe()?)
+                    .env("PROCPOOL_REDIS", &url)
+                    .env("PROCPOOL_SECRET", SECRET)
+                    .env("PROCPOOL_QUEUE", "demo")
+                    .env("PROCPOOL_PROCESSES", "2")
+                    .env("PROCPOOL_LEASE_MS", "1000")
+                    .env("PROCPOOL_LOG", "warn")
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?,
+    );
     println!(
         "started 3 worker hosts (pids {:?}), 2 workers each",
-        hosts.iter().map(Child::id).collect::<Vec<_>>()
+        hosts.0.iter().map(Child::id).collect::<Vec<_>>()
     );
 
     let pool = Pool::builder()
@@ -95,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seen[x] += 1;
         bar.inc(1);
         if i == n as usize / 3 && killed.is_none() {
-            let victim = &mut hosts[0];
+            let victim = &mut hosts.0[0];
             victim.kill()?;
             victim.wait()?;
             let pid = victim.id();
@@ -114,20 +118,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", pool.stats());
     pool.close();
     pool.join()?;
-    for host in hosts.iter_mut().filter(|h| Some(h.id()) != killed) {
+    for host in hosts.0.iter_mut().filter(|h| Some(h.id()) != killed) {
         // SIGTERM drains a host: it finishes what it holds and exits.
         let _ = nix_kill(host.id());
         let _ = host.wait();
     }
-    if let Some(server) = &mut server {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
+    drop(hosts);
+    drop(_server);
     let _ = std::fs::remove_dir_all(&dir);
     if once != n as usize {
         return Err("some results were lost or repeated".into());
     }
     Ok(())
+}
+
+/// Kills the processes it holds when dropped, so that an early return
+/// (an error) leaves no host or server behind.
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Sends SIGTERM.
