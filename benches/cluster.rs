@@ -53,7 +53,8 @@
 //!
 //! The modules live in `benches/cluster/` (a bench target's root file
 //! looks for them beside itself, hence the `#[path]`s), with the Python
-//! peers, `celery_peer.py` and `dramatiq_peer.py`.
+//! peers, `celery_peer.py` and `dramatiq_peer.py`; the report and most of
+//! the harness are shared with `benches/peers.rs`, in `benches/common/`.
 
 #[path = "cluster/harness.rs"]
 mod harness;
@@ -63,7 +64,7 @@ mod latency;
 mod python;
 #[path = "cluster/raw.rs"]
 mod raw;
-#[path = "cluster/report.rs"]
+#[path = "common/report.rs"]
 mod report;
 #[path = "cluster/server.rs"]
 mod server;
@@ -75,9 +76,9 @@ mod throughput;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use harness::{Fallible, LETTERS, Opts, USAGE};
+use harness::{Cli, Fallible, Opts};
 use python::Venv;
-use report::Section;
+use report::{Framing, Section};
 use server::Redis;
 
 /// A workload: runs every side on the run's server and returns its
@@ -98,13 +99,45 @@ const WORKLOADS: [(char, &str, Workload); 4] = [
     }),
 ];
 
+/// The workload letters, in the order they run (they follow `peers`'
+/// a to f).
+const LETTERS: &str = "ghij";
+
+/// The command line: `--only` takes [`LETTERS`], and `--setup` installs
+/// the Python peers.
+const CLI: Cli = Cli {
+    letters: LETTERS,
+    only_example: "gh",
+    setup: true,
+};
+
+/// The usage line printed for `--help` and after a bad argument.
+const USAGE: &str = "usage: cargo bench --bench cluster --features redis -- \
+     [--quick | --full] [--only <letters from ghij>] [--setup]";
+
+/// The report's heading and notes.
+const REPORT: Framing = Framing {
+    heading: |mode| {
+        format!(
+            "procpool across machines (through Redis) vs its floor and peers: {mode} mode, medians of the \
+             repetitions"
+        )
+    },
+    command: "cargo bench --bench cluster --features redis",
+    note: Some(
+        "Every Redis-fed pool, host, raw echo and Python worker of the run shares one private \
+         redis-server on a unix socket; every worker process runs on this machine.",
+    ),
+    subject_note: None,
+};
+
 fn main() -> ExitCode {
     // The raw echo serves and exits before anything else runs. (A worker
     // host never gets here: procpool's constructor took it over.)
     if let Some(code) = raw::child_mode() {
         return code;
     }
-    let opts = match Opts::parse(std::env::args().skip(1)) {
+    let opts = match Opts::parse(&CLI, std::env::args().skip(1)) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
             println!("{USAGE}");
@@ -173,6 +206,12 @@ fn run(opts: &Opts) -> Fallible {
         eprintln!("{:.1} s", began.elapsed().as_secs_f64());
     }
     redis.stop()?;
-    report::print(&sections, opts, start.elapsed().as_secs_f64(), &load_before);
+    report::print(
+        &REPORT,
+        &sections,
+        opts,
+        start.elapsed().as_secs_f64(),
+        &load_before,
+    );
     Ok(())
 }

@@ -42,7 +42,8 @@
 //!
 //! The modules live in `benches/peers/` (a bench target's root file looks
 //! for them beside itself, hence the `#[path]`s), with the Python peer,
-//! `pool_bench.py`.
+//! `pool_bench.py`; the report and most of the harness are shared with
+//! `benches/cluster.rs`, in `benches/common/`.
 
 #[path = "peers/harness.rs"]
 mod harness;
@@ -54,7 +55,7 @@ mod payload;
 mod python;
 #[path = "peers/raw.rs"]
 mod raw;
-#[path = "peers/report.rs"]
+#[path = "common/report.rs"]
 mod report;
 #[path = "peers/sandboxed.rs"]
 mod sandboxed;
@@ -68,8 +69,8 @@ mod throughput;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use harness::{Fallible, LETTERS, Opts, USAGE};
-use report::Section;
+use harness::{Cli, Fallible, Opts, WORKERS};
+use report::{Framing, Section};
 
 /// A workload: runs every side and returns its measures.
 type Workload = fn(&Opts) -> Fallible<Vec<Section>>;
@@ -87,6 +88,35 @@ const WORKLOADS: [(char, &str, Workload); 6] = [
     ('f', "16 MiB payloads", payload::large_payloads),
 ];
 
+/// The workload letters, in the order they run.
+const LETTERS: &str = "abcdef";
+
+/// The command line: `--only` takes [`LETTERS`].
+const CLI: Cli = Cli {
+    letters: LETTERS,
+    only_example: "ace",
+    setup: false,
+};
+
+/// The usage line printed for `--help` and after a bad argument.
+const USAGE: &str = "usage: cargo bench --bench peers -- [--quick | --full] [--only <letters from abcdef>]";
+
+/// The report's heading and notes.
+const REPORT: Framing = Framing {
+    heading: |mode| {
+        format!(
+            "procpool vs peers: {mode} mode, {WORKERS} workers (threads for rayon), medians of the repetitions"
+        )
+    },
+    command: "cargo bench --bench peers",
+    note: None,
+    subject_note: Some(
+        "In the sandboxed-pool rows, the measured side (the procpool column) is a pool built with \
+         `Sandbox::strict()` and the peer is the unsandboxed pool of the same run: the ratio is \
+         sandboxed ÷ unsandboxed.",
+    ),
+};
+
 fn main() -> ExitCode {
     // A raw peer serves and exits before anything else runs.
     if let Some(code) = raw::child_mode() {
@@ -94,7 +124,7 @@ fn main() -> ExitCode {
     }
     // A procspawn worker is taken over here (and never returns).
     procspawn::init();
-    let opts = match Opts::parse(std::env::args().skip(1)) {
+    let opts = match Opts::parse(&CLI, std::env::args().skip(1)) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
             println!("{USAGE}");
@@ -131,6 +161,12 @@ fn run(opts: &Opts) -> Fallible {
     }
     measured_by_letter.sort_by_key(|(letter, _)| *letter);
     let sections: Vec<Section> = measured_by_letter.into_iter().flat_map(|(_, s)| s).collect();
-    report::print(&sections, opts, start.elapsed().as_secs_f64(), &load_before);
+    report::print(
+        &REPORT,
+        &sections,
+        opts,
+        start.elapsed().as_secs_f64(),
+        &load_before,
+    );
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! The report: one [`Section`] per measure (procpool's sample and its
 //! peers'), printed as a Markdown table of medians with the ratio
 //! procpool ÷ peer, what that ratio means, and whether each target is met;
-//! then the spread of every sample and the sizes that were run.
+//! then the spread of every sample and the sizes that were run. Peers
+//! that could not run (a Python peer that could not be installed) are
+//! listed as unavailable, never given a number. Shared by the `peers` and
+//! `cluster` benches, each of which words its heading and notes
+//! ([`Framing`]).
 
 use std::fmt::Write as _;
 
-use crate::harness::{Opts, Sample, WORKERS, load_average};
+use crate::harness::{Opts, Sample, load_average};
 
 /// Which way is better for a measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,14 @@ struct Peer {
     target: Option<Target>,
 }
 
+/// A peer that did not run, and why.
+#[derive(Debug)]
+struct Missing {
+    name: String,
+    why: String,
+    target: Option<Target>,
+}
+
 /// One measure of one workload: procpool's sample and its peers'.
 #[derive(Debug)]
 pub(crate) struct Section {
@@ -62,6 +74,7 @@ pub(crate) struct Section {
     better: Better,
     procpool: Sample,
     peers: Vec<Peer>,
+    missing: Vec<Missing>,
     note: String,
 }
 
@@ -76,6 +89,7 @@ impl Section {
             better,
             procpool,
             peers: Vec::new(),
+            missing: Vec::new(),
             note: String::new(),
         }
     }
@@ -92,8 +106,21 @@ impl Section {
 
     /// Names the measured side `subject` instead of `procpool` (in the
     /// meaning column, the targets and the spread).
+    #[allow(dead_code)] // Only `peers` has sandboxed sections.
     pub(crate) fn subject(mut self, subject: &'static str) -> Section {
         self.subject = subject;
+        self
+    }
+
+    /// Adds a peer that did not run (`why`), with the target it would
+    /// have had: a row that says so, and no number.
+    #[allow(dead_code)] // Only `cluster` has peers that may not install.
+    pub(crate) fn missing(mut self, name: &str, why: &str, target: Option<Target>) -> Section {
+        self.missing.push(Missing {
+            name: name.to_owned(),
+            why: why.to_owned(),
+            target,
+        });
         self
     }
 
@@ -185,16 +212,36 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Prints the whole report on stdout.
-pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_before: &str) {
-    println!(
-        "\n## procpool vs peers: {} mode, {WORKERS} workers (threads for rayon), medians of the repetitions\n",
-        opts.mode()
-    );
+/// What one bench's report says around its tables: the heading, the
+/// command that measures, and the paragraphs of its own.
+#[derive(Debug)]
+pub(crate) struct Framing {
+    /// The heading (after `## `), given the run's [`Opts::mode`].
+    pub(crate) heading: fn(&str) -> String,
+    /// The command that a smoke test's report says to run to measure,
+    /// e.g. `cargo bench --bench peers`.
+    pub(crate) command: &'static str,
+    /// A paragraph under the one on ratios, in every report.
+    pub(crate) note: Option<&'static str>,
+    /// A paragraph under the one on ratios where a section's measured
+    /// side is not procpool ([`Section::subject`]).
+    pub(crate) subject_note: Option<&'static str>,
+}
+
+/// Prints the whole report on stdout, worded by `framing`.
+pub(crate) fn print(
+    framing: &Framing,
+    sections: &[Section],
+    opts: &Opts,
+    total_secs: f64,
+    load_before: &str,
+) {
+    println!("\n## {}\n", (framing.heading)(opts.mode()));
     if opts.is_smoke() {
         println!(
             "A smoke test: tiny sizes, one repetition, perhaps an unoptimised build; the numbers mean \
-             nothing. Run `cargo bench --bench peers` (or `-- --quick`) to measure.\n"
+             nothing. Run `{}` (or `-- --quick`) to measure.\n",
+            framing.command
         );
     }
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -207,12 +254,13 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
          below 1 means procpool is faster; for rates, bandwidths and speedups (higher is better) a \
          ratio above 1 means procpool is faster. Targets are on that ratio.\n"
     );
-    if sections.iter().any(|s| s.subject != "procpool") {
-        println!(
-            "In the sandboxed-pool rows, the measured side (the procpool column) is a pool built with \
-             `Sandbox::strict()` and the peer is the unsandboxed pool of the same run: the ratio is \
-             sandboxed ÷ unsandboxed.\n"
-        );
+    if let Some(note) = framing.note {
+        println!("{note}\n");
+    }
+    if let Some(note) = framing.subject_note
+        && sections.iter().any(|s| s.subject != "procpool")
+    {
+        println!("{note}\n");
     }
     let mut rows = vec![
         [
@@ -235,14 +283,17 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
             Better::Higher => "higher is better",
         };
         let pp = s.procpool.median();
-        for (i, p) in s.peers.iter().enumerate() {
-            let ratio = pp / p.sample.median();
-            let met = p.target.map(|t| t.met(ratio));
-            let label = if i == 0 {
+        let label = |i: usize| {
+            if i == 0 {
                 format!("{} [{}, {direction}]", s.title, s.unit)
             } else {
                 String::new()
-            };
+            }
+        };
+        for (i, p) in s.peers.iter().enumerate() {
+            let ratio = pp / p.sample.median();
+            let met = p.target.map(|t| t.met(ratio));
+            let label = label(i);
             rows.push(vec![
                 label,
                 num(pp),
@@ -268,6 +319,26 @@ pub(crate) fn print(sections: &[Section], opts: &Opts, total_secs: f64, load_bef
                     if m { "met" } else { "NOT MET" }
                 ));
             }
+        }
+        for (i, m) in s.missing.iter().enumerate() {
+            rows.push(vec![
+                label(s.peers.len() + i),
+                num(pp),
+                m.name.clone(),
+                "unavailable".to_owned(),
+                "n/a".to_owned(),
+                "not measured".to_owned(),
+                m.target.map_or(String::new(), Target::describe),
+                m.target.map_or(String::new(), |_| "n/a".to_owned()),
+            ]);
+            targets.push(format!(
+                "- {}: {} unavailable, not measured{}: {}",
+                s.title,
+                m.name,
+                m.target
+                    .map_or(String::new(), |t| format!(" (target {})", t.describe())),
+                m.why
+            ));
         }
     }
     print!("{}", table(&rows));
